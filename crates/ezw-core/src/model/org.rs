@@ -1,0 +1,172 @@
+use serde::Serialize;
+
+use crate::ids::{OrganizationId, UserId};
+use crate::time::Timestamp;
+
+/// An organization (tenant). Every customer-owned row belongs to exactly one.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// Id.
+    pub id: OrganizationId,
+    /// Display name.
+    pub name: String,
+    /// Unique short name (`demo` for the demo workspace).
+    pub slug: String,
+    /// Billing state; a restricted organization cannot send.
+    pub billing_state: BillingState,
+    /// Number of lines the plan allows.
+    pub line_slots: u32,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// The billing state of an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingState {
+    /// Paid or free: everything works.
+    Active,
+    /// Signed up, payment not completed yet.
+    Pending,
+    /// Payment failed: sends are held until recovery.
+    Restricted,
+}
+
+impl BillingState {
+    /// Stable storage name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pending => "pending",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// Parses a storage name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "pending" => Self::Pending,
+            "restricted" => Self::Restricted,
+            _ => return None,
+        })
+    }
+
+    /// Whether outbound work may run.
+    #[must_use]
+    pub fn allows_sending(self) -> bool {
+        matches!(self, Self::Active | Self::Pending)
+    }
+}
+
+/// A person's account. A user may be a member of several organizations.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Id.
+    pub id: UserId,
+    /// Login email, lower-cased.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Argon2id PHC string; never serialized.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A role within an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Operator: works conversations on the lines they may see.
+    Operator,
+    /// Admin: manages users, lines, tokens and webhooks.
+    Admin,
+    /// Owner: everything an admin does, plus billing and owners.
+    Owner,
+}
+
+impl Role {
+    /// Stable storage name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// Parses a storage name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            "operator" => Self::Operator,
+            _ => return None,
+        })
+    }
+
+    /// Owners and admins manage the workspace.
+    #[must_use]
+    pub fn is_manager(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+/// Whether a membership is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipStatus {
+    /// Active member.
+    Active,
+    /// Invited, not yet accepted.
+    Invited,
+    /// Disabled: cannot log in to this organization.
+    Disabled,
+}
+
+impl MembershipStatus {
+    /// Stable storage name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Invited => "invited",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// Parses a storage name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => Self::Active,
+            "invited" => Self::Invited,
+            "disabled" => Self::Disabled,
+            _ => return None,
+        })
+    }
+}
+
+/// A user's membership of an organization.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Membership {
+    /// Organization.
+    pub organization_id: OrganizationId,
+    /// User.
+    pub user_id: UserId,
+    /// Role.
+    pub role: Role,
+    /// Status.
+    pub status: MembershipStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+}

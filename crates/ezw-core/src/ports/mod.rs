@@ -1,0 +1,49 @@
+//! Ports: the traits EZW's core uses to reach storage, providers, live subscribers and identity
+//! primitives. All are object-safe, `Send + Sync`, and used as `Arc<dyn Port>`.
+
+mod blob;
+mod identity;
+mod live;
+mod provider;
+mod store;
+
+pub use blob::BlobStore;
+pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
+pub use live::{BroadcastHub, LiveHint, LiveHub};
+pub use provider::{
+    Capabilities, EventSink, FetchedMedia, InboundRequest, IngestOutcome, IngestResponse, LineProvider,
+    OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt,
+};
+pub use store::{
+    AttemptOutcome, AttemptRecord, ConversationQuery, EnqueueOutcome, IdempotencyClaim, InboundOutcome, JobDisposition,
+    JobResult, LineContext, LineTokenMatch, MessageChange, NewInbound, NewOutbound, OutboxJob, OutboxStats, Page,
+    SendTarget, SessionRecord, StatusUpdate, Store, UnknownResolution,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every port must stay usable as a trait object.
+    #[allow(dead_code)]
+    fn assert_object_safe(
+        _: &dyn BlobStore,
+        _: &dyn Store,
+        _: &dyn LineProvider,
+        _: &dyn LiveHub,
+        _: &dyn PasswordHasher,
+        _: &dyn TokenSigner,
+        _: &dyn crate::time::Clock,
+    ) {
+    }
+
+    #[test]
+    fn ports_are_send_sync() {
+        fn check<T: ?Sized + Send + Sync>() {}
+        check::<dyn Store>();
+        check::<dyn LineProvider>();
+        check::<dyn LiveHub>();
+        check::<dyn PasswordHasher>();
+        check::<dyn TokenSigner>();
+    }
+}

@@ -1,0 +1,23 @@
+//! Services: the whole API as Rust calls, each taking a [`Principal`](crate::Principal) and
+//! enforcing organization scope and line access.
+
+mod auth;
+pub(crate) mod events;
+mod inbox;
+mod ingest;
+pub(crate) mod lines;
+mod media;
+mod messages;
+mod orgs;
+pub(crate) mod runtime;
+
+pub use auth::{AuthService, LoginRequest, LoginResponse, SessionInfo, LINE_TOKEN_PREFIX};
+pub use inbox::InboxService;
+pub use ingest::IngestService;
+pub use lines::{LineHealth, LinesService, NewLine, RotatedToken};
+pub use messages::{
+    CtaInput, MediaInput, MessagesService, SendOutcome, SendRequest, SendTargetInput, MAX_BODY_CHARS,
+    MAX_CAPTION_CHARS, MAX_CTA_TEXT_CHARS, MAX_IDEMPOTENCY_KEY_LEN,
+};
+pub use orgs::{NewOrganization, OrgsService};
+pub use runtime::{Ezw, EzwBuilder, EzwConfig, WorkerHandle};

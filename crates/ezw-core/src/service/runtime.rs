@@ -1,0 +1,332 @@
+//! The [`Ezw`] runtime: ports wired together, services, and the background workers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::model::ProviderKind;
+use crate::ports::{
+    Argon2Hasher, BlobStore, BroadcastHub, EventSink, HmacTokenSigner, LineProvider, LiveHub, PasswordHasher,
+    ProviderEvent, Store, TokenSigner,
+};
+use crate::time::{Clock, SystemClock};
+
+use super::{AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService};
+
+/// Runtime settings. Defaults suit production; tests shorten them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EzwConfig {
+    /// ID token lifetime (default 1 hour).
+    pub id_token_ttl: Duration,
+    /// Refresh token lifetime (default 30 days).
+    pub refresh_token_ttl: Duration,
+    /// How long idempotency records are kept (default 24 hours).
+    pub idempotency_ttl: Duration,
+    /// Send attempts before a message fails `retries_exhausted` (default 8).
+    pub max_attempts: u32,
+    /// Outbox lease (default 60 s): a crashed worker's jobs come back after it.
+    pub lease: Duration,
+    /// Jobs claimed per batch (default 256).
+    pub claim_batch: u32,
+    /// Backstop poll when no wake-up arrives (default 1 s).
+    pub poll_interval: Duration,
+    /// How long one provider call may take before its outcome is unknown (default 30 s).
+    pub send_timeout: Duration,
+    /// How long jobs of a non-sendable line wait before the next look (default 5 s).
+    pub hold_interval: Duration,
+    /// First retry delay (default 2 s), doubled per attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest retry delay (default 10 min).
+    pub max_backoff: Duration,
+}
+
+impl Default for EzwConfig {
+    fn default() -> Self {
+        Self {
+            id_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            idempotency_ttl: Duration::from_secs(86_400),
+            max_attempts: 8,
+            lease: Duration::from_secs(60),
+            claim_batch: 256,
+            poll_interval: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(30),
+            hold_interval: Duration::from_secs(5),
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(600),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) live: Arc<dyn LiveHub>,
+    pub(crate) providers: HashMap<ProviderKind, Arc<dyn LineProvider>>,
+    pub(crate) hasher: Arc<dyn PasswordHasher>,
+    pub(crate) signer: Arc<dyn TokenSigner>,
+    pub(crate) outbox_wake: Notify,
+    pub(crate) config: EzwConfig,
+    pub(crate) events_rx: Mutex<Option<mpsc::UnboundedReceiver<ProviderEvent>>>,
+    pub(crate) blobs: Option<Arc<dyn BlobStore>>,
+    pub(crate) metrics: crate::metrics::Metrics,
+    this: std::sync::Weak<Inner>,
+}
+
+impl Inner {
+    /// An owning handle to this runtime, for background tasks started from a borrowed one.
+    pub(crate) fn self_arc(&self) -> Option<Arc<Inner>> {
+        self.this.upgrade()
+    }
+
+    pub(crate) fn provider(&self, kind: ProviderKind) -> Result<&Arc<dyn LineProvider>> {
+        self.providers.get(&kind).ok_or_else(|| {
+            Error::new(
+                crate::ErrorKind::Unsupported,
+                "provider_not_configured",
+                format!("no {} provider is configured in this deployment", kind.as_str()),
+            )
+        })
+    }
+}
+
+/// The EZW runtime: cheap to clone, shared by every service and worker.
+#[derive(Clone)]
+pub struct Ezw {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ezw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ezw").field("providers", &self.inner.providers.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// Builds an [`Ezw`].
+#[must_use]
+pub struct EzwBuilder {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    live: Arc<dyn LiveHub>,
+    providers: HashMap<ProviderKind, Arc<dyn LineProvider>>,
+    hasher: Arc<dyn PasswordHasher>,
+    signing_key: Option<Vec<u8>>,
+    config: EzwConfig,
+    sink: EventSink,
+    events_rx: mpsc::UnboundedReceiver<ProviderEvent>,
+    blobs: Option<Arc<dyn BlobStore>>,
+}
+
+impl EzwBuilder {
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The live hub (default: an in-process broadcast hub).
+    pub fn live_hub(mut self, live: Arc<dyn LiveHub>) -> Self {
+        self.live = live;
+        self
+    }
+
+    /// Registers a provider for its kind.
+    pub fn provider(mut self, provider: Arc<dyn LineProvider>) -> Self {
+        self.providers.insert(provider.kind(), provider);
+        self
+    }
+
+    /// The password hasher (default: Argon2id).
+    pub fn password_hasher(mut self, hasher: Arc<dyn PasswordHasher>) -> Self {
+        self.hasher = hasher;
+        self
+    }
+
+    /// The key ID tokens are signed with (required, at least 32 bytes).
+    pub fn signing_key(mut self, key: &[u8]) -> Self {
+        self.signing_key = Some(key.to_vec());
+        self
+    }
+
+    /// Where media bytes are kept (inbound media is fetched into it). Without one, inbound
+    /// media stays a provider reference.
+    pub fn blob_store(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Runtime settings (default: [`EzwConfig::default`]).
+    pub fn config(mut self, config: EzwConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The sink session-style providers push events into; pass it to their constructors.
+    #[must_use]
+    pub fn event_sink(&self) -> EventSink {
+        self.sink.clone()
+    }
+
+    /// The clock this runtime will use (to hand to providers).
+    #[must_use]
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Builds the runtime.
+    ///
+    /// # Errors
+    /// `InvalidInput` (`signing_key`) when the signing key is missing or shorter than 32 bytes.
+    pub fn build(self) -> Result<Ezw> {
+        let key = self.signing_key.ok_or_else(|| Error::invalid("signing_key", "a signing key is required"))?;
+        if key.len() < 32 {
+            return Err(Error::invalid("signing_key", "the signing key must be at least 32 bytes"));
+        }
+        Ok(Ezw {
+            inner: Arc::new_cyclic(|this| Inner {
+                store: self.store,
+                clock: self.clock,
+                live: self.live,
+                providers: self.providers,
+                hasher: self.hasher,
+                signer: Arc::new(HmacTokenSigner::new(&key)),
+                outbox_wake: Notify::new(),
+                config: self.config,
+                events_rx: Mutex::new(Some(self.events_rx)),
+                blobs: self.blobs,
+                metrics: crate::metrics::Metrics::default(),
+                this: this.clone(),
+            }),
+        })
+    }
+}
+
+impl Ezw {
+    /// Starts building a runtime on `store`.
+    pub fn builder(store: Arc<dyn Store>) -> EzwBuilder {
+        let (sink, events_rx) = EventSink::channel();
+        EzwBuilder {
+            store,
+            clock: Arc::new(SystemClock),
+            live: Arc::new(BroadcastHub::default()),
+            providers: HashMap::new(),
+            hasher: Arc::new(Argon2Hasher),
+            signing_key: None,
+            config: EzwConfig::default(),
+            sink,
+            events_rx,
+            blobs: None,
+        }
+    }
+
+    /// Authentication: login, ID tokens, line tokens.
+    #[must_use]
+    pub fn auth(&self) -> AuthService<'_> {
+        AuthService { inner: &self.inner }
+    }
+
+    /// Organizations and members.
+    #[must_use]
+    pub fn orgs(&self) -> OrgsService<'_> {
+        OrgsService { inner: &self.inner }
+    }
+
+    /// Lines, tokens, health.
+    #[must_use]
+    pub fn lines(&self) -> LinesService<'_> {
+        LinesService { inner: &self.inner }
+    }
+
+    /// Conversations.
+    #[must_use]
+    pub fn inbox(&self) -> InboxService<'_> {
+        InboxService { inner: &self.inner }
+    }
+
+    /// Vendor webhooks.
+    #[must_use]
+    pub fn ingest(&self) -> IngestService<'_> {
+        IngestService { inner: &self.inner }
+    }
+
+    /// Sends and message reads.
+    #[must_use]
+    pub fn messages(&self) -> MessagesService<'_> {
+        MessagesService { inner: &self.inner }
+    }
+
+    /// The storage port.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Delivery metrics in the Prometheus text format (counters since start, queue gauges now).
+    ///
+    /// # Errors
+    /// Storage errors reading the gauges.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let stats = self.inner.store.outbox_stats().await?;
+        Ok(self.inner.metrics.render(&stats))
+    }
+
+    /// The live hub (SSE subscribes here).
+    #[must_use]
+    pub fn live(&self) -> &Arc<dyn LiveHub> {
+        &self.inner.live
+    }
+
+    /// Starts the background workers: delivery, provider events, idempotency purge.
+    ///
+    /// # Errors
+    /// `already_started` (409) when the workers of this runtime were started before.
+    pub fn start(&self) -> Result<WorkerHandle> {
+        let rx = self
+            .inner
+            .events_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| Error::conflict("already_started", "this runtime's workers were already started"))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(crate::worker::delivery_loop(self.inner.clone(), stop_rx.clone())),
+            tokio::spawn(super::events::event_loop(self.inner.clone(), rx, stop_rx.clone())),
+            tokio::spawn(crate::worker::purge_loop(self.inner.clone(), stop_rx)),
+        ];
+        Ok(WorkerHandle { stop: stop_tx, tasks })
+    }
+}
+
+/// Running background workers.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming new work and waits up to `deadline` for in-flight provider calls to be
+    /// recorded. Returns whether everything finished in time (unfinished jobs come back after
+    /// their lease).
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let all = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        };
+        tokio::time::timeout(deadline, all).await.is_ok()
+    }
+}

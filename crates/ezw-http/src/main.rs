@@ -1,0 +1,85 @@
+//! `ezw-server`: runs EZW with the embedded SQLite store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ezw_http::{start, ServerOptions};
+
+/// EZW server: WhatsApp support inbox API.
+#[derive(Debug, Parser)]
+#[command(name = "ezw-server", version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "EZW_BIND", default_value = "127.0.0.1:3010")]
+    bind: SocketAddr,
+    /// Directory for the database, the server key and demo.json.
+    #[arg(long, env = "EZW_DATA_DIR", default_value = "./ezw-data")]
+    data_dir: PathBuf,
+    /// Database URL (default: the SQLite file `ezw.db` in the data directory).
+    #[arg(long, env = "EZW_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The public base URL vendors reach this server at (webhooks, Twilio status callbacks and
+    /// signatures use it). Default: http://<bind>.
+    #[arg(long, env = "EZW_PUBLIC_URL")]
+    public_url: Option<url::Url>,
+    /// Outbox lease in milliseconds: a crashed worker's jobs come back after it.
+    #[arg(long, env = "EZW_OUTBOX_LEASE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    outbox_lease_ms: u64,
+    /// Create (or reuse) a demo workspace and write <data-dir>/demo.json.
+    #[arg(long, env = "EZW_DEMO")]
+    demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let mut config = ezw_core::EzwConfig::default();
+    config.lease = std::time::Duration::from_millis(cli.outbox_lease_ms);
+    let options = ServerOptions::new(cli.bind, cli.data_dir.clone())
+        .config(config)
+        .database_url(cli.database_url)
+        .public_url(cli.public_url)
+        .demo(cli.demo);
+    let server = match start(options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ezw-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(demo) = &server.demo {
+        let json = serde_json::to_string_pretty(demo).unwrap_or_default();
+        println!("Demo workspace (also in {}):\n{json}", cli.data_dir.join("demo.json").display());
+        println!("Shell variables: source {}", cli.data_dir.join("demo.env").display());
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,60 @@
+//! The router: Workspace API (`/api/...`), Channel API v1 (`/api/v1/...`).
+
+mod auth;
+mod channel;
+mod hooks;
+mod inbox;
+mod lines;
+mod ops;
+mod views;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ezw_core::{Error, ErrorKind};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the HTTP facade.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/messages/{message_id}/resolve", post(ops::resolve_unknown))
+        // Workspace API
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/session", get(auth::session))
+        .route("/api/lines", get(lines::list).post(lines::create))
+        .route("/api/lines/{line_id}", get(lines::get))
+        .route("/api/lines/{line_id}/api-token", post(lines::rotate_token))
+        .route("/api/conversations", get(inbox::list_conversations))
+        .route("/api/conversations/{conversation_id}", get(inbox::get_conversation))
+        .route("/api/conversations/{conversation_id}/messages", get(inbox::list_messages))
+        // Channel API v1
+        .route("/api/v1/health", get(channel::health))
+        .route("/api/v1/messages/text", post(channel::send_text))
+        .route("/api/v1/messages/media", post(channel::send_media))
+        .route("/api/v1/messages/{message_id}", get(channel::get_message))
+        // Vendor webhooks (verified by the provider's signature scheme)
+        .route("/hooks/meta/{line_id}", get(hooks::meta).post(hooks::meta))
+        .route("/hooks/twilio/{line_id}", post(hooks::twilio_inbound))
+        .route("/hooks/twilio/{line_id}/status", post(hooks::twilio_status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::new(ErrorKind::NotFound, "route_not_found", "no such route"))
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            serde_json::json!({ "error": { "code": "method_not_allowed", "message": "this route does not accept that method" } }),
+        ),
+    )
+}

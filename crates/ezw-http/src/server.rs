@@ -1,0 +1,281 @@
+//! Starting and stopping the server: data directory, server key, storage, providers, workers,
+//! the demo workspace and the HTTP listener. Used by the `ezw-server` binary and by tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ezw_core::crypto::{derive_key, SecretCipher};
+use ezw_core::{Clock, Error, Ezw, EzwConfig, Result, SystemClock, WorkerHandle};
+use ezw_providers::meta::{MetaOptions, MetaProvider};
+use ezw_providers::sim::SimProvider;
+use ezw_providers::twilio::{TwilioOptions, TwilioProvider};
+use ezw_storage::blob::FsBlobStore;
+use ezw_storage::sqlite::SqliteStore;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::demo::{ensure_demo, write_private, DemoInfo};
+use crate::routes::router;
+use crate::state::AppState;
+
+/// How to run the server.
+#[derive(Clone)]
+#[must_use]
+pub struct ServerOptions {
+    bind: SocketAddr,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    demo: bool,
+    clock: Arc<dyn Clock>,
+    config: EzwConfig,
+    shutdown_grace: Duration,
+    workers: bool,
+    public_url: Option<url::Url>,
+    provider_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("demo", &self.demo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerOptions {
+    /// Listen on `bind`, keep data in `data_dir`.
+    pub fn new(bind: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind,
+            data_dir: data_dir.into(),
+            database_url: None,
+            demo: false,
+            clock: Arc::new(SystemClock),
+            config: EzwConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+            workers: true,
+            public_url: None,
+            provider_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// How long one vendor HTTP call may take before it counts as timed out (default 30 s).
+    pub fn provider_timeout(mut self, timeout: Duration) -> Self {
+        self.provider_timeout = timeout;
+        self
+    }
+
+    /// The public base URL vendors call (default `http://<bind address>`). Twilio signs
+    /// webhooks over it and status callbacks are sent to it, so it must be what the vendor sees.
+    pub fn public_url(mut self, url: Option<url::Url>) -> Self {
+        self.public_url = url;
+        self
+    }
+
+    /// Run the background workers (default on). Off, sends are accepted and stay queued: for
+    /// benchmarks of the accept path and for inspecting queued state.
+    pub fn workers(mut self, run: bool) -> Self {
+        self.workers = run;
+        self
+    }
+
+    /// The database (default: `sqlite://<data-dir>/ezw.db`).
+    pub fn database_url(mut self, url: Option<String>) -> Self {
+        self.database_url = url;
+        self
+    }
+
+    /// Create or reuse the demo workspace (default off).
+    pub fn demo(mut self, demo: bool) -> Self {
+        self.demo = demo;
+        self
+    }
+
+    /// The clock (default: the system clock; tests pass a manual clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runtime settings.
+    pub fn config(mut self, config: EzwConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How long shutdown waits for in-flight work (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The runtime (for embedding tests).
+    pub ezw: Ezw,
+    /// The simulator provider (a control handle for demos and tests).
+    pub sim: SimProvider,
+    /// The SQLite store (for its writer statistics).
+    pub sqlite: Arc<SqliteStore>,
+    /// The demo workspace, when started with `--demo`.
+    pub demo: Option<DemoInfo>,
+    stop: oneshot::Sender<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    workers: Option<WorkerHandle>,
+    grace: Duration,
+}
+
+/// Resolves `--database-url` to a SQLite path.
+///
+/// # Errors
+/// `unsupported_database` for schemes this build does not support.
+pub fn sqlite_path(database_url: Option<&str>, data_dir: &Path) -> Result<PathBuf> {
+    let Some(url) = database_url.filter(|u| !u.is_empty()) else { return Ok(data_dir.join("ezw.db")) };
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(PathBuf::from(rest));
+    }
+    if url.contains("://") {
+        return Err(Error::new(
+            ezw_core::ErrorKind::Unsupported,
+            "unsupported_database",
+            format!(
+                "unsupported database URL scheme in '{}': this build supports sqlite",
+                url.split("://").next().unwrap_or("")
+            ),
+        ));
+    }
+    Ok(PathBuf::from(url))
+}
+
+/// Reads the server key from `<data-dir>/server.key`, generating it on first start.
+fn server_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let path = data_dir.join("server.key");
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => decode_hex(hex.trim())
+            .ok_or_else(|| Error::internal(format!("{} is not a 64-digit hex key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = ezw_core::crypto::random_key();
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, hex.as_bytes())?;
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(Error::internal(format!("reading {}: {e}", path.display()))),
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The HTTP client providers share: bounded timeouts, a few redirects (media CDNs), no proxy
+/// surprises.
+fn provider_http_client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .user_agent(concat!("ezw/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::internal(format!("building the HTTP client: {e}")))
+}
+
+/// Starts the server: storage, runtime, workers, demo, listener.
+///
+/// # Errors
+/// When the data directory, key, database or listener cannot be set up.
+pub async fn start(options: ServerOptions) -> Result<RunningServer> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| Error::internal(format!("creating data dir {}: {e}", options.data_dir.display())))?;
+    let key = server_key(&options.data_dir)?;
+    let db_path = sqlite_path(options.database_url.as_deref(), &options.data_dir)?;
+    let store = Arc::new(SqliteStore::open(&db_path)?);
+    tracing::info!(database = %db_path.display(), "storage ready");
+
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|e| Error::internal(format!("binding {}: {e}", options.bind)))?;
+    let addr = listener.local_addr().map_err(|e| Error::internal(format!("local address: {e}")))?;
+    let public_url = match options.public_url.clone() {
+        Some(url) => url,
+        None => url::Url::parse(&format!("http://{addr}")).map_err(|e| Error::internal(format!("public URL: {e}")))?,
+    };
+
+    let cipher = SecretCipher::new(&derive_key(&key, "ezw credentials v1"));
+    let http = provider_http_client(options.provider_timeout)?;
+    let blobs = Arc::new(FsBlobStore::open(options.data_dir.join("blobs"))?);
+    let builder = ezw_core::Ezw::builder(store.clone())
+        .clock(options.clock.clone())
+        .config(options.config.clone())
+        .blob_store(blobs);
+    let sim = SimProvider::new(options.clock.clone(), builder.event_sink());
+    let meta = MetaProvider::new(MetaOptions { http: http.clone(), cipher: cipher.clone() });
+    let twilio = TwilioProvider::new(TwilioOptions {
+        http,
+        cipher,
+        public_url: public_url.clone(),
+        clock: options.clock.clone(),
+    });
+    let ezw = builder
+        .provider(Arc::new(sim.clone()))
+        .provider(Arc::new(meta))
+        .provider(Arc::new(twilio))
+        .signing_key(&derive_key(&key, "ezw id tokens v1"))
+        .build()?;
+    let workers = if options.workers { Some(ezw.start()?) } else { None };
+
+    let demo =
+        if options.demo { Some(ensure_demo(&ezw, &options.data_dir, &format!("http://{addr}")).await?) } else { None };
+
+    let state = AppState { ezw: ezw.clone(), public_url: public_url.clone() };
+    let app = router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, public_url = %public_url, "ezw-server listening");
+    Ok(RunningServer { addr, ezw, sim, sqlite: store, demo, stop, http, workers, grace: options.shutdown_grace })
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    axum::response::IntoResponse::into_response(crate::error::ApiError(Error::internal("internal error")))
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, finish in-flight requests, let workers record
+    /// in-flight sends, then flush storage.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(self.grace, self.http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+        }
+        if let Some(workers) = self.workers {
+            if !workers.shutdown(self.grace).await {
+                tracing::warn!("workers did not stop within the grace period; leased jobs come back after their lease");
+            }
+        }
+        // Dropping the runtime drops the store: the writer commits what is queued and stops.
+        drop(self.ezw);
+        drop(self.sim);
+        drop(self.sqlite);
+        tracing::info!("ezw-server stopped");
+    }
+}

@@ -1,0 +1,26 @@
+//! # ezw-providers
+//!
+//! Line providers for EZW, each an implementation of
+//! [`LineProvider`](ezw_core::ports::LineProvider):
+//!
+//! - `meta` (feature `meta`): Meta WhatsApp Cloud API (Graph API) sends, media, health, and the
+//!   `X-Hub-Signature-256`-verified webhook ingress.
+//! - `twilio` (feature `twilio`): Twilio Programmable Messaging for WhatsApp, with
+//!   `X-Twilio-Signature`-verified inbound and status webhooks.
+//! - `sim` (feature `sim`): a deterministic simulator for demos and tests.
+//!
+//! Every vendor provider has the same file set: `mod.rs` (re-exports), `config.rs` (its line
+//! configuration, credentials sealed with [`SecretCipher`](ezw_core::crypto::SecretCipher)),
+//! `client.rs` (HTTP calls and the single `parse_error`), `wire.rs` (request, response and
+//! webhook types exactly as the vendor spells them), `ingest.rs` (verify and normalise inbound
+//! webhooks), and tests with JSON fixtures beside them.
+
+#[cfg(feature = "meta")]
+pub mod meta;
+#[cfg(feature = "sim")]
+pub mod sim;
+#[cfg(feature = "twilio")]
+pub mod twilio;
+
+#[cfg(test)]
+pub(crate) mod mock;
