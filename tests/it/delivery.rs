@@ -89,6 +89,10 @@ async fn harness_with(
     });
     let mut config = EzwConfig::default();
     config.max_attempts = max_attempts;
+    // The tests step the manual clock in large strides while jobs are in flight; leases and call
+    // timeouts are not what they test, so keep them far beyond any stride.
+    config.lease = Duration::from_secs(30 * 86_400);
+    config.send_timeout = Duration::from_secs(30 * 86_400);
     let ezw = Ezw::builder(store)
         .clock(Arc::new(clock.clone()))
         .config(config)
@@ -128,9 +132,11 @@ impl Harness {
         self.ezw.messages().send(&self.principal, &self.line.id, req).await.unwrap().message.id
     }
 
-    /// Advances the manual clock in steps until the message reaches `want`.
+    /// Advances the manual clock in steps until the message reaches `want` (giving up after 30 s
+    /// of real time, so a loaded CI machine slows the test down rather than failing it).
     async fn wait_for(&self, id: &ezw::MessageId, want: MessageStatus, step: Duration) -> ezw::model::Message {
-        for _ in 0..400 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             let m = self.ezw.messages().get(&self.principal, id).await.unwrap();
             if m.status == want {
                 return m;
@@ -138,7 +144,8 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(5)).await;
             self.clock.advance(step);
         }
-        panic!("message never reached {want:?}");
+        let m = self.ezw.messages().get(&self.principal, id).await.unwrap();
+        panic!("message never reached {want:?}: {:?} after {} attempts", m.status, m.attempts);
     }
 }
 
@@ -174,12 +181,11 @@ async fn retries_wait_for_their_backoff_on_the_clock() {
     let h = harness(vec![Err(ProviderErrorKind::Retryable)], 8).await;
     let workers = h.ezw.start().unwrap();
     let id = h.send("retry later").await;
-    for _ in 0..200 {
-        if h.provider.calls.load(Ordering::SeqCst) == 1 {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while h.provider.calls.load(Ordering::SeqCst) < 1 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert_eq!(h.provider.calls.load(Ordering::SeqCst), 1, "the first attempt was made");
     // The first retry waits 2 s ± 20% on the manual clock: nothing happens before 1.5 s.
     h.clock.advance(Duration::from_millis(1500));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -212,10 +218,8 @@ async fn a_lines_rate_limit_holds_over_a_long_window_and_conversations_stay_in_o
         h.send_to("+15550299999", &format!("c{i}")).await;
     }
     let workers = h.ezw.start().unwrap();
-    for _ in 0..4000 {
-        if h.provider.calls.load(Ordering::SeqCst) == 50 {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while h.provider.calls.load(Ordering::SeqCst) < 50 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
         h.clock.advance(Duration::from_millis(50));
     }
