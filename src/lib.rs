@@ -7,6 +7,7 @@
 //! - `http`: the HTTP facade and `ezw-server`, as [`http`].
 
 pub use ezw_core as core;
+pub use ezw_core::webhooks;
 pub use ezw_core::{
     model, ports, service, Clock, ConversationId, Error, ErrorKind, Ezw, EzwConfig, LineId, ManualClock, MessageId,
     OrganizationId, PhoneNumber, Principal, Result, Secret, SystemClock, Timestamp, UserId,

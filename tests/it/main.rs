@@ -13,3 +13,5 @@ mod meta_e2e;
 mod prism;
 mod scoping;
 mod twilio_e2e;
+mod webhook_verifier;
+mod webhooks;

@@ -26,10 +26,22 @@ impl TestServer {
     }
 
     pub(crate) async fn start_in(dir: tempfile::TempDir, clock: ManualClock) -> Self {
+        Self::start_with(dir, clock, |o| o).await
+    }
+
+    /// A server on `dir` and `clock` with options adjusted by `adjust`. Webhooks may target
+    /// loopback (the tests' receivers) unless `adjust` says otherwise.
+    pub(crate) async fn start_with(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        adjust: impl FnOnce(ServerOptions) -> ServerOptions,
+    ) -> Self {
         let options = ServerOptions::new("127.0.0.1:0".parse().unwrap(), dir.path())
             .demo(true)
             .clock(Arc::new(clock.clone()))
-            .shutdown_grace(Duration::from_secs(5));
+            .shutdown_grace(Duration::from_secs(5))
+            .allow_private_webhook_targets(true);
+        let options = adjust(options);
         let server = ezw::http::start(options).await.expect("server starts");
         let demo = server.demo.clone().unwrap();
         let base = format!("http://{}", server.addr);

@@ -113,6 +113,10 @@ id_type!(/// An audit log event.
     AuditEventId, "aud");
 id_type!(/// A campaign.
     CampaignId, "cmp");
+id_type!(/// One webhook's delivery of one event (the same across retries: receivers deduplicate on it).
+    DeliveryId, "dlv");
+id_type!(/// An event that webhooks deliver (shared by the deliveries of every subscribed webhook).
+    EventId, "evt");
 
 #[cfg(test)]
 mod tests {

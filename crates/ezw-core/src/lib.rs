@@ -32,12 +32,13 @@ pub mod service;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod time;
+pub mod webhooks;
 mod worker;
 
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{
-    AttachmentId, AuditEventId, CampaignId, ContactId, ConversationId, LineId, LineTokenId, MessageId, NoteId,
-    OrganizationId, SessionId, UserId, WebhookId,
+    AttachmentId, AuditEventId, CampaignId, ContactId, ConversationId, DeliveryId, EventId, LineId, LineTokenId,
+    MessageId, NoteId, OrganizationId, SessionId, UserId, WebhookId,
 };
 pub use phone::PhoneNumber;
 pub use principal::{LineAccess, LinePrincipal, Principal, UserPrincipal};

@@ -26,6 +26,10 @@ struct Cli {
     /// Outbox lease in milliseconds: a crashed worker's jobs come back after it.
     #[arg(long, env = "EZW_OUTBOX_LEASE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     outbox_lease_ms: u64,
+    /// Let webhooks target loopback, private and link-local addresses (refused by default as
+    /// SSRF protection). For tests and local development only.
+    #[arg(long, env = "EZW_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+    allow_private_webhook_targets: bool,
     /// Create (or reuse) a demo workspace and write <data-dir>/demo.json.
     #[arg(long, env = "EZW_DEMO")]
     demo: bool,
@@ -43,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         .config(config)
         .database_url(cli.database_url)
         .public_url(cli.public_url)
+        .allow_private_webhook_targets(cli.allow_private_webhook_targets)
         .demo(cli.demo);
     let server = match start(options).await {
         Ok(s) => s,

@@ -11,6 +11,7 @@ use ezw_core::{Clock, Error, Ezw, EzwConfig, Result, SystemClock, WorkerHandle};
 use ezw_providers::meta::{MetaOptions, MetaProvider};
 use ezw_providers::sim::SimProvider;
 use ezw_providers::twilio::{TwilioOptions, TwilioProvider};
+use ezw_providers::webhook::HttpWebhookTransport;
 use ezw_storage::blob::FsBlobStore;
 use ezw_storage::sqlite::SqliteStore;
 use tokio::sync::oneshot;
@@ -34,6 +35,7 @@ pub struct ServerOptions {
     workers: bool,
     public_url: Option<url::Url>,
     provider_timeout: Duration,
+    allow_private_webhook_targets: bool,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -60,7 +62,15 @@ impl ServerOptions {
             workers: true,
             public_url: None,
             provider_timeout: Duration::from_secs(30),
+            allow_private_webhook_targets: false,
         }
+    }
+
+    /// Let webhooks target loopback, private and link-local addresses (default off: the SSRF
+    /// guard refuses them). For tests and local development.
+    pub fn allow_private_webhook_targets(mut self, allow: bool) -> Self {
+        self.allow_private_webhook_targets = allow;
+        self
     }
 
     /// How long one vendor HTTP call may take before it counts as timed out (default 30 s).
@@ -217,7 +227,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     let builder = ezw_core::Ezw::builder(store.clone())
         .clock(options.clock.clone())
         .config(options.config.clone())
-        .blob_store(blobs);
+        .blob_store(blobs)
+        .webhook_transport(Arc::new(HttpWebhookTransport::new(options.allow_private_webhook_targets)));
     let sim = SimProvider::new(options.clock.clone(), builder.event_sink());
     let meta = MetaProvider::new(MetaOptions { http: http.clone(), cipher: cipher.clone() });
     let twilio = TwilioProvider::new(TwilioOptions {

@@ -9,6 +9,9 @@
 //!   `X-Twilio-Signature`-verified inbound and status webhooks.
 //! - `sim` (feature `sim`): a deterministic simulator for demos and tests.
 //!
+//! Beside the providers, `webhook` (feature `webhooks`) holds `HttpWebhookTransport`, the HTTP
+//! [`WebhookTransport`](ezw_core::ports::WebhookTransport) with an SSRF guard.
+//!
 //! Every vendor provider has the same file set: `mod.rs` (re-exports), `config.rs` (its line
 //! configuration, credentials sealed with [`SecretCipher`](ezw_core::crypto::SecretCipher)),
 //! `client.rs` (HTTP calls and the single `parse_error`), `wire.rs` (request, response and
@@ -21,6 +24,8 @@ pub mod meta;
 pub mod sim;
 #[cfg(feature = "twilio")]
 pub mod twilio;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 #[cfg(test)]
 pub(crate) mod mock;

@@ -37,15 +37,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ezw_core::crypto::sha256_hex;
-use ezw_core::ids::{ConversationId, LineId, LineTokenId, MessageId, OrganizationId, SessionId, UserId};
+use ezw_core::ids::{
+    AuditEventId, ConversationId, DeliveryId, LineId, LineTokenId, MessageId, OrganizationId, SessionId, UserId,
+    WebhookId,
+};
 use ezw_core::model::{
-    BillingState, Conversation, Direction, LifecycleState, Line, LineTokenRecord, MediaKind, MediaRef, Membership,
-    MembershipStatus, Message, MessageContent, MessageError, MessageKind, MessageStatus, Organization, ProviderKind,
-    Role, User,
+    AuditActor, AuditEvent, BillingState, Conversation, DeliveryAttempt, DeliveryStatus, Direction, LifecycleState,
+    Line, LineTokenRecord, MediaKind, MediaRef, Membership, MembershipStatus, Message, MessageContent, MessageError,
+    MessageKind, MessageStatus, Organization, PayloadFormat, ProviderKind, Role, User, Webhook, WebhookDelivery,
+    WebhookEventKind,
 };
 use ezw_core::ports::{
-    AttemptOutcome, AttemptRecord, ConversationQuery, EnqueueOutcome, IdempotencyClaim, InboundOutcome, JobDisposition,
-    JobResult, MessageChange, NewInbound, NewOutbound, OutboxJob, SendTarget, SessionRecord, StatusUpdate, Store,
+    AttemptOutcome, AttemptRecord, ConversationQuery, DeliveryJob, DeliveryOutcome, DeliveryResult, EnqueueOutcome,
+    IdempotencyClaim, InboundOutcome, JobDisposition, JobResult, MessageChange, NewInbound, NewOutbound, OutboxJob,
+    SendTarget, SessionRecord, StatusUpdate, Store,
 };
 use ezw_core::{ErrorKind, PhoneNumber, Result, Timestamp};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -122,6 +127,10 @@ macro_rules! conformance_suite {
             messages_paginate_newest_first,
             conversations_are_ordered_filtered_and_paginated,
             reads_are_organization_scoped,
+            // webhooks and audit
+            webhook_config_round_trips_and_is_scoped,
+            state_changes_queue_deliveries_for_subscribers_in_the_same_write,
+            webhook_deliveries_lease_retry_finish_and_disable,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1702,4 +1711,276 @@ pub async fn reads_are_organization_scoped(store: Arc<dyn Store>) {
     let q = ConversationQuery { line_id: Some(line.id.clone()), limit: 50, ..ConversationQuery::default() };
     let listed = s.list_conversations(&b.org.id, &q).await.must("list_conversations");
     assert!(listed.items.is_empty(), "list_conversations: another org's line_id finds nothing");
+}
+
+// ---------------------------------------------------------------------------------------------
+// webhooks and audit
+// ---------------------------------------------------------------------------------------------
+
+fn new_webhook(line: &Line, url: &str, events: &[WebhookEventKind], at: Timestamp) -> Webhook {
+    Webhook {
+        id: WebhookId::generate(at.unix_ms()),
+        organization_id: line.organization_id.clone(),
+        line_id: line.id.clone(),
+        target_url: url.into(),
+        events: events.to_vec(),
+        payload_format: PayloadFormat::Ezw,
+        enabled: true,
+        persistent: true,
+        max_concurrency: 8,
+        rate_per_second: None,
+        disabled_reason: None,
+        failing_since: None,
+        previous_secret_expires_at: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn audit_of(w: &Webhook, action: &str, at: Timestamp) -> AuditEvent {
+    AuditEvent {
+        id: AuditEventId::generate(at.unix_ms()),
+        organization_id: w.organization_id.clone(),
+        actor: AuditActor { kind: "user", id: Some("usr_conformance".into()) },
+        action: action.into(),
+        target_kind: "webhook".into(),
+        target_id: w.id.to_string(),
+        details: serde_json::json!({ "targetUrl": w.target_url }),
+        created_at: at,
+    }
+}
+
+async fn add_webhook(store: &dyn Store, line: &Line, url: &str, events: &[WebhookEventKind]) -> Webhook {
+    let w = new_webhook(line, url, events, secs(0));
+    store.insert_webhook(&w, "enc:v1:sealed", &audit_of(&w, "webhook.created", secs(0))).await.must("insert_webhook");
+    w
+}
+
+async fn deliveries_of(store: &dyn Store, w: &Webhook) -> Vec<WebhookDelivery> {
+    let page = store.list_webhook_deliveries(&w.organization_id, &w.id, None, 200).await.must("list deliveries");
+    page.items
+}
+
+fn events_of(deliveries: &[WebhookDelivery]) -> Vec<WebhookEventKind> {
+    let mut kinds: Vec<WebhookEventKind> = deliveries.iter().map(|d| d.event).collect();
+    kinds.sort();
+    kinds
+}
+
+/// Claims deliveries until this webhook's show up (other cases' deliveries are put back).
+async fn claim_webhook(store: &dyn Store, w: &Webhook, now: Timestamp) -> Vec<DeliveryJob> {
+    let claimed = store.claim_webhook_deliveries(now, LEASE, CLAIM_ALL).await.must("claim_webhook_deliveries");
+    claimed.into_iter().filter(|j| j.webhook.webhook.id == w.id).collect()
+}
+
+fn result_of(job: &DeliveryJob, at: Timestamp, status: Option<u16>, outcome: DeliveryOutcome) -> DeliveryResult {
+    DeliveryResult {
+        delivery_id: job.delivery.id.clone(),
+        lease_id: job.lease_id.clone(),
+        webhook_id: job.webhook.webhook.id.clone(),
+        attempt: Some(DeliveryAttempt {
+            number: job.delivery.attempts + 1,
+            started_at: at,
+            http_status: status,
+            latency_ms: 12,
+            response_excerpt: status.map(|s| format!("answered {s}")),
+            error: status.is_none().then(|| "connect: refused".to_owned()),
+        }),
+        outcome,
+        disable_webhook: None,
+    }
+}
+
+/// Webhooks are stored, listed, updated, rotated and deleted within their organization; a
+/// second webhook for the same target is a conflict; every change is in the audit trail.
+pub async fn webhook_config_round_trips_and_is_scoped(store: Arc<dyn Store>) {
+    let s = &*store;
+    let (t, other) = (tenant(s).await, tenant(s).await);
+    let line = add_line(s, &t.org.id, "+15552600001", secs(0)).await;
+    let w = add_webhook(s, &line, "https://receiver.example/a", &[WebhookEventKind::MessagesPost]).await;
+    let got = s.get_webhook(&t.org.id, &w.id).await.must("get_webhook").expect("stored");
+    assert_same!(got.webhook, w, "get_webhook returns what was stored");
+    assert_eq!(got.secret, "enc:v1:sealed", "the sealed secret is kept as given");
+    assert_eq!(got.previous_secret, None);
+    assert!(s.get_webhook(&other.org.id, &w.id).await.must("get_webhook").is_none(), "another org sees nothing");
+    assert!(s.list_webhooks(&other.org.id, &line.id).await.must("list").is_empty(), "another org lists nothing");
+    let dup = new_webhook(&line, "https://receiver.example/a", &[WebhookEventKind::StatusesPost], secs(1));
+    expect_error(
+        s.insert_webhook(&dup, "enc:v1:x", &audit_of(&dup, "webhook.created", secs(1))).await,
+        ErrorKind::Conflict,
+        Some("webhook_exists"),
+        "same target twice",
+    );
+
+    let mut changed = w.clone();
+    changed.events = vec![WebhookEventKind::MessagesPost, WebhookEventKind::ChannelPatch];
+    changed.payload_format = PayloadFormat::Whapi;
+    changed.rate_per_second = Some(5.0);
+    changed.updated_at = secs(2);
+    assert!(s.update_webhook(&changed, &audit_of(&changed, "webhook.updated", secs(2))).await.must("update"));
+    let listed = s.list_webhooks(&t.org.id, &line.id).await.must("list_webhooks");
+    assert_eq!(listed.len(), 1);
+    assert_same!(listed[0].webhook, changed, "the update is stored");
+    let mut foreign = changed.clone();
+    foreign.organization_id = other.org.id.clone();
+    assert!(!s.update_webhook(&foreign, &audit_of(&foreign, "webhook.updated", secs(2))).await.must("update"));
+
+    let rotated = s
+        .rotate_webhook_secret(
+            &t.org.id,
+            &w.id,
+            "enc:v1:new",
+            secs(100),
+            &audit_of(&w, "webhook.secret_rotated", secs(3)),
+        )
+        .await
+        .must("rotate");
+    assert!(rotated);
+    let got = s.get_webhook(&t.org.id, &w.id).await.must("get").expect("stored");
+    assert_eq!((got.secret.as_str(), got.previous_secret.as_deref()), ("enc:v1:new", Some("enc:v1:sealed")));
+    assert_eq!(got.webhook.previous_secret_expires_at, Some(secs(100)));
+
+    assert!(!s.delete_webhook(&other.org.id, &w.id, &audit_of(&w, "webhook.deleted", secs(4))).await.must("delete"));
+    assert!(s.delete_webhook(&t.org.id, &w.id, &audit_of(&w, "webhook.deleted", secs(4))).await.must("delete"));
+    assert!(s.get_webhook(&t.org.id, &w.id).await.must("get").is_none(), "deleted");
+
+    let audit = s.list_audit(&t.org.id, None, 50).await.must("list_audit").items;
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["webhook.deleted", "webhook.secret_rotated", "webhook.updated", "webhook.created"]);
+    assert!(s.list_audit(&other.org.id, None, 50).await.must("list_audit").items.is_empty(), "audit is per org");
+    let first = s.list_audit(&t.org.id, None, 3).await.must("list_audit");
+    let rest = s.list_audit(&t.org.id, first.next_cursor.clone(), 3).await.must("list_audit");
+    assert_eq!((first.items.len(), rest.items.len(), rest.next_cursor), (3, 1, None), "audit pages");
+}
+
+/// Sends, provider outcomes, status reports, inbound messages and line state changes write
+/// deliveries for the enabled webhooks of their line subscribed to the event, and only those.
+pub async fn state_changes_queue_deliveries_for_subscribers_in_the_same_write(store: Arc<dyn Store>) {
+    let _lock = exclusive().await;
+    let s = &*store;
+    let t = tenant(s).await;
+    let line = add_line(s, &t.org.id, "+15552600101", secs(0)).await;
+    let quiet = add_line(s, &t.org.id, "+15552600102", secs(0)).await;
+    use WebhookEventKind::*;
+    let all =
+        add_webhook(s, &line, "https://r.example/all", &[MessagesPost, StatusesPost, ChatsPost, ChannelPatch]).await;
+    let statuses = add_webhook(s, &line, "https://r.example/statuses", &[StatusesPost]).await;
+    let mut off = add_webhook(s, &line, "https://r.example/off", &[MessagesPost, StatusesPost]).await;
+    off.enabled = false;
+    off.updated_at = secs(0);
+    assert!(s.update_webhook(&off, &audit_of(&off, "webhook.updated", secs(0))).await.must("disable"));
+    let other_line = add_webhook(s, &quiet, "https://r.example/quiet", &[MessagesPost]).await;
+
+    let m = accepted_message(s, &line, &phone("+447700900301"), secs(1), "wamid.wh-1").await;
+    let kinds = events_of(&deliveries_of(s, &all).await);
+    assert_eq!(kinds, [MessagesPost, StatusesPost, ChatsPost], "a send opens a chat and is sent: {kinds:?}");
+    let created = deliveries_of(s, &all).await.into_iter().find(|d| d.event == MessagesPost).expect("messages.post");
+    assert_eq!(created.status, DeliveryStatus::Pending);
+    assert_eq!((created.attempts, created.next_attempt_at), (0, Some(secs(1))), "due at once");
+    let body: serde_json::Value = serde_json::from_str(&created.body).expect("the body is JSON");
+    assert_eq!(body["type"], "messages.post");
+    assert_eq!(body["data"]["message"]["id"], m.id.as_str());
+    assert_eq!(body["data"]["message"]["status"], "queued", "the body is the event as it happened");
+
+    apply(s, vec![status(&line, "wamid.wh-1", MessageStatus::Delivered, secs(3))]).await;
+    // A report that changes nothing queues nothing.
+    apply(s, vec![status(&line, "wamid.wh-1", MessageStatus::Delivered, secs(3))]).await;
+    let st: Vec<String> = deliveries_of(s, &statuses)
+        .await
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(&d.body).unwrap()["data"]["message"]["status"].to_string())
+        .collect();
+    assert_eq!(st.len(), 2, "sent and delivered: {st:?}");
+    assert!(st.contains(&"\"sent\"".to_owned()) && st.contains(&"\"delivered\"".to_owned()), "{st:?}");
+
+    receive(s, inbound(&line, &phone("+447700900301"), "wamid.in-wh", secs(4), "reply")).await;
+    s.set_line_state(&t.org.id, &line.id, LifecycleState::QrRequired, Some("logged out"), secs(5)).await.must("state");
+    s.set_line_state(&t.org.id, &line.id, LifecycleState::QrRequired, Some("still"), secs(6)).await.must("state");
+    let kinds = events_of(&deliveries_of(s, &all).await);
+    assert_eq!(kinds, [MessagesPost, MessagesPost, StatusesPost, StatusesPost, ChatsPost, ChannelPatch], "{kinds:?}");
+    let channel = deliveries_of(s, &all).await.into_iter().find(|d| d.event == ChannelPatch).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&channel.body).unwrap();
+    assert_eq!(body["data"]["lifecycleState"], "qr_required");
+    assert_eq!(body["data"]["status"]["code"], 3);
+    assert!(deliveries_of(s, &off).await.is_empty(), "a disabled webhook gets nothing");
+    assert!(deliveries_of(s, &other_line).await.is_empty(), "another line's webhook gets nothing");
+    // Deliveries of one event share its id.
+    let ids: HashSet<_> = deliveries_of(s, &all).await.iter().map(|d| d.event_id.clone()).collect();
+    assert_eq!(ids.len(), 6);
+}
+
+/// Due deliveries are claimed under a lease, come back after it, ignore stale results, retry,
+/// succeed, fail, are held while their webhook is disabled and can be redelivered.
+pub async fn webhook_deliveries_lease_retry_finish_and_disable(store: Arc<dyn Store>) {
+    let _lock = exclusive().await;
+    let s = &*store;
+    let t = tenant(s).await;
+    let line = add_line(s, &t.org.id, "+15552600201", secs(0)).await;
+    let w = add_webhook(s, &line, "https://r.example/lease", &[WebhookEventKind::MessagesPost]).await;
+    for i in 0..3 {
+        send_text(s, &line, &phone(&format!("+44770090040{i}")), secs(1), "x").await;
+    }
+    assert!(claim_webhook(s, &w, secs(0)).await.is_empty(), "nothing is due before the event");
+    let jobs = claim_webhook(s, &w, secs(1)).await;
+    assert_eq!(jobs.len(), 3, "all three are due");
+    assert_eq!(jobs[0].webhook.secret, "enc:v1:sealed", "the claim carries the sealed secret");
+    assert!(claim_webhook(s, &w, secs(2)).await.is_empty(), "leased");
+    let again = claim_webhook(s, &w, secs(1).plus(LEASE).plus(Duration::from_secs(1))).await;
+    assert_eq!(again.len(), 3, "an expired lease comes back");
+    let at = secs(100);
+    // A result under the first, lost lease is ignored.
+    s.finish_webhook_deliveries(vec![result_of(&jobs[0], at, Some(200), DeliveryOutcome::Succeeded)])
+        .await
+        .must("finish");
+    let (d, attempts) = s.get_webhook_delivery(&t.org.id, &jobs[0].delivery.id).await.must("get").expect("exists");
+    assert_eq!((d.status, d.attempts, attempts.len()), (DeliveryStatus::Pending, 0, 0), "stale result ignored");
+
+    let by_id = |id: &DeliveryId| again.iter().find(|j| &j.delivery.id == id).unwrap().clone();
+    let (a, b, c) = (by_id(&jobs[0].delivery.id), by_id(&jobs[1].delivery.id), by_id(&jobs[2].delivery.id));
+    s.finish_webhook_deliveries(vec![
+        result_of(&a, at, Some(204), DeliveryOutcome::Succeeded),
+        result_of(&b, at, Some(503), DeliveryOutcome::Retry(secs(200))),
+        result_of(&c, at, None, DeliveryOutcome::Failed),
+    ])
+    .await
+    .must("finish");
+    let (d, log) = s.get_webhook_delivery(&t.org.id, &a.delivery.id).await.must("get").unwrap();
+    assert_eq!((d.status, d.attempts, d.last_http_status), (DeliveryStatus::Succeeded, 1, Some(204)));
+    assert_eq!(d.delivered_at, Some(at.plus(Duration::from_millis(12))));
+    assert_eq!(log, vec![result_of(&a, at, Some(204), DeliveryOutcome::Succeeded).attempt.unwrap()]);
+    let (d, _) = s.get_webhook_delivery(&t.org.id, &b.delivery.id).await.must("get").unwrap();
+    assert_eq!((d.status, d.attempts, d.next_attempt_at), (DeliveryStatus::Pending, 1, Some(secs(200))));
+    let (d, _) = s.get_webhook_delivery(&t.org.id, &c.delivery.id).await.must("get").unwrap();
+    assert_eq!((d.status, d.last_error.as_deref()), (DeliveryStatus::Failed, Some("connect: refused")));
+    let failing = s.get_webhook(&t.org.id, &w.id).await.must("get").unwrap().webhook.failing_since;
+    assert_eq!(failing, Some(at), "results apply in order: the failures after the success start a new streak");
+    assert!(claim_webhook(s, &w, secs(199)).await.is_empty(), "the retry is not due yet");
+
+    // The retry fails and disables the webhook: its pending deliveries are held, audited.
+    let retry = claim_webhook(s, &w, secs(200)).await;
+    assert_eq!(retry.len(), 1);
+    let mut gone = result_of(&retry[0], secs(200), Some(410), DeliveryOutcome::Failed);
+    gone.disable_webhook = Some(("gone".into(), audit_of(&w, "webhook.disabled", secs(200))));
+    send_text(s, &line, &phone("+447700900409"), secs(200), "queued before the disable").await;
+    s.finish_webhook_deliveries(vec![gone]).await.must("finish");
+    let now = s.get_webhook(&t.org.id, &w.id).await.must("get").unwrap().webhook;
+    assert_eq!((now.enabled, now.disabled_reason.as_deref()), (false, Some("gone")));
+    assert_eq!(now.failing_since, Some(at), "still failing since the earlier failure");
+    let held: Vec<DeliveryStatus> = deliveries_of(s, &w).await.iter().map(|d| d.status).collect();
+    assert_eq!(held.iter().filter(|st| **st == DeliveryStatus::Held).count(), 1, "{held:?}");
+    assert!(claim_webhook(s, &w, secs(300)).await.is_empty(), "held deliveries are not claimed");
+    assert_eq!(s.list_audit(&t.org.id, None, 1).await.must("audit").items[0].action, "webhook.disabled");
+
+    // Redelivering a failed delivery re-queues it with its id and history.
+    let again = s.redeliver_webhook_delivery(&t.org.id, &c.delivery.id, secs(300)).await.must("redeliver").unwrap();
+    assert_eq!((again.id.clone(), again.status, again.attempts), (c.delivery.id.clone(), DeliveryStatus::Pending, 1));
+    assert!(s.redeliver_webhook_delivery(&tenant(s).await.org.id, &c.delivery.id, secs(300)).await.must("r").is_none());
+    // Enabled again: held deliveries are due at the update time.
+    let mut on = now.clone();
+    on.enabled = true;
+    on.disabled_reason = None;
+    on.updated_at = secs(400);
+    assert!(s.update_webhook(&on, &audit_of(&on, "webhook.updated", secs(400))).await.must("enable"));
+    let claimed = claim_webhook(s, &w, secs(400)).await;
+    assert_eq!(claimed.len(), 2, "the redelivered and the released delivery");
 }

@@ -7,6 +7,7 @@ mod inbox;
 mod line;
 mod message;
 mod org;
+mod webhook;
 
 pub use inbox::{Attachment, Contact, Conversation};
 pub use line::{EffectiveSendState, HealthStatus, LifecycleState, Line, LineTokenRecord, Pacing, ProviderKind};
@@ -15,3 +16,6 @@ pub use message::{
     MessageKind, MessageStatus, Reaction, StatusTimestamps, TemplateRef,
 };
 pub use org::{BillingState, Membership, MembershipStatus, Organization, Role, User};
+pub use webhook::{
+    AuditActor, AuditEvent, DeliveryAttempt, DeliveryStatus, PayloadFormat, Webhook, WebhookDelivery, WebhookEventKind,
+};

@@ -6,6 +6,7 @@ mod identity;
 mod live;
 mod provider;
 mod store;
+mod webhook;
 
 pub use blob::BlobStore;
 pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
@@ -15,9 +16,13 @@ pub use provider::{
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt,
 };
 pub use store::{
-    AttemptOutcome, AttemptRecord, ConversationQuery, EnqueueOutcome, IdempotencyClaim, InboundOutcome, JobDisposition,
-    JobResult, LineContext, LineTokenMatch, MessageChange, NewInbound, NewOutbound, OutboxJob, OutboxStats, Page,
-    SendTarget, SessionRecord, StatusUpdate, Store, UnknownResolution,
+    AttemptOutcome, AttemptRecord, ConversationQuery, DeliveryJob, DeliveryOutcome, DeliveryResult, EnqueueOutcome,
+    IdempotencyClaim, InboundOutcome, JobDisposition, JobResult, LineContext, LineTokenMatch, MessageChange,
+    NewInbound, NewOutbound, OutboxJob, OutboxStats, Page, SendTarget, SessionRecord, StatusUpdate, Store,
+    StoredWebhook, UnknownResolution,
+};
+pub use webhook::{
+    TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookTransport, RESPONSE_EXCERPT_BYTES,
 };
 
 #[cfg(test)]
@@ -25,7 +30,7 @@ mod tests {
     use super::*;
 
     /// Every port must stay usable as a trait object.
-    #[allow(dead_code)]
+    #[allow(dead_code, clippy::too_many_arguments)]
     fn assert_object_safe(
         _: &dyn BlobStore,
         _: &dyn Store,
@@ -34,6 +39,7 @@ mod tests {
         _: &dyn PasswordHasher,
         _: &dyn TokenSigner,
         _: &dyn crate::time::Clock,
+        _: &dyn WebhookTransport,
     ) {
     }
 

@@ -7,11 +7,13 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::ids::{
-    AttachmentId, ContactId, ConversationId, LineId, LineTokenId, MessageId, OrganizationId, SessionId, UserId,
+    AttachmentId, ContactId, ConversationId, DeliveryId, LineId, LineTokenId, MessageId, OrganizationId, SessionId,
+    UserId, WebhookId,
 };
 use crate::model::{
-    Attachment, BillingState, Conversation, LifecycleState, Line, LineTokenRecord, Membership, Message, MessageContent,
-    MessageError, MessageKind, MessageStatus, Organization, User,
+    Attachment, AuditEvent, BillingState, Conversation, DeliveryAttempt, LifecycleState, Line, LineTokenRecord,
+    Membership, Message, MessageContent, MessageError, MessageKind, MessageStatus, Organization, User, Webhook,
+    WebhookDelivery,
 };
 use crate::phone::PhoneNumber;
 use crate::time::Timestamp;
@@ -175,6 +177,17 @@ pub enum JobDisposition {
     },
 }
 
+impl JobDisposition {
+    /// When the disposition was decided (or, for retries and holds, when the job is due).
+    #[must_use]
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::Accepted { at, .. } | Self::Retry { at } | Self::Failed { at, .. } | Self::Unknown { at } => *at,
+            Self::Hold { until } => *until,
+        }
+    }
+}
+
 /// The outcome of one claimed job.
 #[derive(Debug, Clone)]
 pub struct JobResult {
@@ -329,6 +342,58 @@ pub struct ConversationQuery {
     pub limit: u32,
 }
 
+/// A webhook with its sealed signing secrets (see `crypto::SecretCipher`).
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// The current secret, sealed.
+    pub secret: String,
+    /// The secret before the last rotation, sealed, while it is still used to sign.
+    pub previous_secret: Option<String>,
+}
+
+/// A claimed delivery: the delivery, its lease, and its webhook.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    /// The delivery (with its body and the attempts made so far).
+    pub delivery: WebhookDelivery,
+    /// The lease this claim holds; results must name it.
+    pub lease_id: String,
+    /// Its webhook.
+    pub webhook: StoredWebhook,
+}
+
+/// What becomes of a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The receiver accepted it.
+    Succeeded,
+    /// Try again at this time.
+    Retry(Timestamp),
+    /// No more attempts.
+    Failed,
+    /// Not attempted (its webhook was busy): back in the queue at this time, no attempt counted.
+    Released(Timestamp),
+}
+
+/// The result of one claimed delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The lease it was claimed under (stale leases are ignored).
+    pub lease_id: String,
+    /// Its webhook.
+    pub webhook_id: WebhookId,
+    /// The attempt made (none when released).
+    pub attempt: Option<DeliveryAttempt>,
+    /// What becomes of it.
+    pub outcome: DeliveryOutcome,
+    /// Disable the webhook (410, or failing too long): the reason and the audit entry saying so.
+    pub disable_webhook: Option<(String, AuditEvent)>,
+}
+
 /// The storage port.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -456,4 +521,67 @@ pub trait Store: Send + Sync + 'static {
     async fn get_attachment(&self, org: &OrganizationId, id: &AttachmentId) -> Result<Option<Attachment>>;
     /// Deletes idempotency records whose expiry is at or before `now`; returns how many.
     async fn purge_idempotency(&self, now: Timestamp) -> Result<u64>;
+
+    // ---- webhooks and audit ----
+    //
+    // Events reach webhooks without a call here: the operations above that change state
+    // (enqueue_outbound, finish_outbox, apply_status_updates, record_inbound, resolve_unknown,
+    // set_line_state) insert a delivery for every enabled, subscribed webhook of the line in the
+    // same transaction (`ezw_core::webhooks::plan_deliveries`).
+
+    /// Stores a new webhook with its sealed secret and the audit entry, atomically.
+    ///
+    /// # Errors
+    /// `Conflict` `webhook_exists` when the line already has a webhook for this target URL.
+    async fn insert_webhook(&self, webhook: &Webhook, sealed_secret: &str, audit: &AuditEvent) -> Result<()>;
+    /// Replaces a webhook's settings with the audit entry, atomically. Disabling holds its
+    /// pending deliveries; enabling releases held ones at `webhook.updated_at`. Returns false
+    /// when the webhook does not exist in its organization.
+    async fn update_webhook(&self, webhook: &Webhook, audit: &AuditEvent) -> Result<bool>;
+    /// Replaces the signing secret, keeping the old one for signing until `previous_until`.
+    async fn rotate_webhook_secret(
+        &self,
+        org: &OrganizationId,
+        id: &WebhookId,
+        sealed_secret: &str,
+        previous_until: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool>;
+    /// Deletes a webhook and its deliveries, with the audit entry.
+    async fn delete_webhook(&self, org: &OrganizationId, id: &WebhookId, audit: &AuditEvent) -> Result<bool>;
+    /// A webhook of an organization.
+    async fn get_webhook(&self, org: &OrganizationId, id: &WebhookId) -> Result<Option<StoredWebhook>>;
+    /// A line's webhooks, oldest first.
+    async fn list_webhooks(&self, org: &OrganizationId, line: &LineId) -> Result<Vec<StoredWebhook>>;
+    /// Claims up to `limit` pending deliveries due at `now`, oldest due first, leasing them
+    /// until `now + lease` (an unfinished claim comes back after it).
+    async fn claim_webhook_deliveries(&self, now: Timestamp, lease: Duration, limit: u32) -> Result<Vec<DeliveryJob>>;
+    /// Records attempts and outcomes (results under a lease no longer held are ignored).
+    async fn finish_webhook_deliveries(&self, results: Vec<DeliveryResult>) -> Result<()>;
+    /// A webhook's deliveries, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        org: &OrganizationId,
+        webhook: &WebhookId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<WebhookDelivery>>;
+    /// One delivery with its attempts, oldest attempt first.
+    async fn get_webhook_delivery(
+        &self,
+        org: &OrganizationId,
+        id: &DeliveryId,
+    ) -> Result<Option<(WebhookDelivery, Vec<DeliveryAttempt>)>>;
+    /// Queues a delivery again for an attempt at `at` (whatever its status), keeping its id and
+    /// attempt history; a held delivery stays held until its webhook is enabled.
+    async fn redeliver_webhook_delivery(
+        &self,
+        org: &OrganizationId,
+        id: &DeliveryId,
+        at: Timestamp,
+    ) -> Result<Option<WebhookDelivery>>;
+    /// Appends to the audit trail.
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// An organization's audit trail, newest first.
+    async fn list_audit(&self, org: &OrganizationId, cursor: Option<String>, limit: u32) -> Result<Page<AuditEvent>>;
 }

@@ -121,5 +121,7 @@ pub(crate) async fn apply_events(inner: &Inner, events: Vec<ProviderEvent>) -> R
             inner.live.publish(change_hint(&m));
         }
     }
+    // The changes above queued deliveries for subscribed webhooks in their transactions.
+    inner.wake_webhooks();
     Ok(())
 }

@@ -266,6 +266,7 @@ impl LinesService<'_> {
         let now = self.inner.clock.now();
         let updated = self.inner.store.set_line_state(&line.organization_id, &line.id, state, reason, now).await?;
         publish_line_state(self.inner, line, state);
+        self.inner.wake_webhooks();
         if state == LifecycleState::Connected {
             self.inner.outbox_wake.notify_one();
         }

@@ -302,6 +302,7 @@ impl MessagesService<'_> {
         match outcome {
             EnqueueOutcome::Created(message) => {
                 self.inner.outbox_wake.notify_one();
+                self.inner.wake_webhooks();
                 self.inner.live.publish(message_hint("message.created", &message));
                 Ok(SendOutcome { message, replayed: false })
             }
@@ -338,6 +339,7 @@ impl MessagesService<'_> {
             .await?
             .ok_or_else(|| Error::not_found("message"))?;
         self.inner.live.publish(message_hint("message.status", &resolved));
+        self.inner.wake_webhooks();
         if resolution == crate::ports::UnknownResolution::Resend {
             self.inner.outbox_wake.notify_one();
         }

@@ -10,6 +10,7 @@ mod media;
 mod messages;
 mod orgs;
 pub(crate) mod runtime;
+pub(crate) mod webhooks;
 
 pub use auth::{AuthService, LoginRequest, LoginResponse, SessionInfo, LINE_TOKEN_PREFIX};
 pub use inbox::InboxService;
@@ -21,3 +22,7 @@ pub use messages::{
 };
 pub use orgs::{NewOrganization, OrgsService};
 pub use runtime::{Ezw, EzwBuilder, EzwConfig, WorkerHandle};
+pub use webhooks::{
+    DeliveryView, WebhookInput, WebhookView, WebhooksService, DEFAULT_WEBHOOK_CONCURRENCY, MAX_TARGET_URL_LEN,
+    MAX_WEBHOOK_CONCURRENCY,
+};

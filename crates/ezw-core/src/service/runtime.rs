@@ -11,11 +11,11 @@ use crate::error::{Error, Result};
 use crate::model::ProviderKind;
 use crate::ports::{
     Argon2Hasher, BlobStore, BroadcastHub, EventSink, HmacTokenSigner, LineProvider, LiveHub, PasswordHasher,
-    ProviderEvent, Store, TokenSigner,
+    ProviderEvent, Store, TokenSigner, WebhookTransport,
 };
 use crate::time::{Clock, SystemClock};
 
-use super::{AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService};
+use super::{AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService, WebhooksService};
 
 /// Runtime settings. Defaults suit production; tests shorten them.
 #[derive(Debug, Clone)]
@@ -43,6 +43,15 @@ pub struct EzwConfig {
     pub base_backoff: Duration,
     /// Longest retry delay (default 10 min).
     pub max_backoff: Duration,
+    /// How long a webhook receiver may take to answer (default 15 s).
+    pub webhook_timeout: Duration,
+    /// A webhook whose deliveries have all failed for this long is disabled (default 5 days).
+    pub webhook_disable_after: Duration,
+    /// After a secret rotation, deliveries are also signed with the old secret this long
+    /// (default 24 hours).
+    pub webhook_secret_grace: Duration,
+    /// Webhook delivery lease (default 60 s): a crashed node's deliveries come back after it.
+    pub webhook_lease: Duration,
 }
 
 impl Default for EzwConfig {
@@ -59,6 +68,10 @@ impl Default for EzwConfig {
             hold_interval: Duration::from_secs(5),
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(600),
+            webhook_timeout: Duration::from_secs(15),
+            webhook_disable_after: Duration::from_secs(5 * 86_400),
+            webhook_secret_grace: Duration::from_secs(86_400),
+            webhook_lease: Duration::from_secs(60),
         }
     }
 }
@@ -75,6 +88,10 @@ pub(crate) struct Inner {
     pub(crate) events_rx: Mutex<Option<mpsc::UnboundedReceiver<ProviderEvent>>>,
     pub(crate) blobs: Option<Arc<dyn BlobStore>>,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) webhook_transport: Option<Arc<dyn WebhookTransport>>,
+    pub(crate) webhook_wake: Notify,
+    /// Seals webhook signing secrets at rest.
+    pub(crate) secrets: crate::crypto::SecretCipher,
     this: std::sync::Weak<Inner>,
 }
 
@@ -82,6 +99,11 @@ impl Inner {
     /// An owning handle to this runtime, for background tasks started from a borrowed one.
     pub(crate) fn self_arc(&self) -> Option<Arc<Inner>> {
         self.this.upgrade()
+    }
+
+    /// Wakes the webhook dispatcher (a change may have queued deliveries).
+    pub(crate) fn wake_webhooks(&self) {
+        self.webhook_wake.notify_one();
     }
 
     pub(crate) fn provider(&self, kind: ProviderKind) -> Result<&Arc<dyn LineProvider>> {
@@ -120,6 +142,7 @@ pub struct EzwBuilder {
     sink: EventSink,
     events_rx: mpsc::UnboundedReceiver<ProviderEvent>,
     blobs: Option<Arc<dyn BlobStore>>,
+    webhook_transport: Option<Arc<dyn WebhookTransport>>,
 }
 
 impl EzwBuilder {
@@ -157,6 +180,13 @@ impl EzwBuilder {
     /// media stays a provider reference.
     pub fn blob_store(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// The transport outgoing webhooks are POSTed through. Without one, webhook configuration
+    /// answers 501 `webhooks_not_configured` and no deliveries are made.
+    pub fn webhook_transport(mut self, transport: Arc<dyn WebhookTransport>) -> Self {
+        self.webhook_transport = Some(transport);
         self
     }
 
@@ -200,6 +230,9 @@ impl EzwBuilder {
                 events_rx: Mutex::new(Some(self.events_rx)),
                 blobs: self.blobs,
                 metrics: crate::metrics::Metrics::default(),
+                webhook_transport: self.webhook_transport,
+                webhook_wake: Notify::new(),
+                secrets: crate::crypto::SecretCipher::new(&crate::crypto::derive_key(&key, "webhook-secrets")),
                 this: this.clone(),
             }),
         })
@@ -221,6 +254,7 @@ impl Ezw {
             sink,
             events_rx,
             blobs: None,
+            webhook_transport: None,
         }
     }
 
@@ -260,6 +294,12 @@ impl Ezw {
         MessagesService { inner: &self.inner }
     }
 
+    /// Outgoing webhooks: configuration, delivery evidence, redelivery, audit trail.
+    #[must_use]
+    pub fn webhooks(&self) -> WebhooksService<'_> {
+        WebhooksService { inner: &self.inner }
+    }
+
     /// The storage port.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -287,7 +327,8 @@ impl Ezw {
         &self.inner.live
     }
 
-    /// Starts the background workers: delivery, provider events, idempotency purge.
+    /// Starts the background workers: delivery, provider events, idempotency purge, and webhook
+    /// dispatch when a transport is configured.
     ///
     /// # Errors
     /// `already_started` (409) when the workers of this runtime were started before.
@@ -300,11 +341,14 @@ impl Ezw {
             .take()
             .ok_or_else(|| Error::conflict("already_started", "this runtime's workers were already started"))?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(crate::worker::delivery_loop(self.inner.clone(), stop_rx.clone())),
             tokio::spawn(super::events::event_loop(self.inner.clone(), rx, stop_rx.clone())),
-            tokio::spawn(crate::worker::purge_loop(self.inner.clone(), stop_rx)),
+            tokio::spawn(crate::worker::purge_loop(self.inner.clone(), stop_rx.clone())),
         ];
+        if let Some(transport) = self.inner.webhook_transport.clone() {
+            tasks.push(tokio::spawn(crate::worker::webhooks::dispatch_loop(self.inner.clone(), transport, stop_rx)));
+        }
         Ok(WorkerHandle { stop: stop_tx, tasks })
     }
 }

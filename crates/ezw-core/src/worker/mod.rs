@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 mod pacing;
+pub(crate) mod webhooks;
 
 use pacing::Gates;
 
@@ -142,6 +143,9 @@ async fn record_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<JobResult>) {
                 }
                 for m in &changed {
                     inner.live.publish(change_hint(m));
+                }
+                if !changed.is_empty() {
+                    inner.wake_webhooks();
                 }
             }
             Err(e) => tracing::error!(error = %e, "recording outbox outcomes failed; jobs return after their lease"),
@@ -340,6 +344,7 @@ async fn send(inner: &Inner, provider: &dyn crate::ports::LineProvider, line: &L
                         tracing::error!(error = %err, "recording line state failed");
                     }
                     crate::service::lines::publish_line_state(inner, line, state);
+                    inner.wake_webhooks();
                 }
                 inner.metrics.held();
                 return hold(&job, finished.plus(inner.config.hold_interval));

@@ -7,10 +7,11 @@ mod inbox;
 mod lines;
 mod ops;
 mod views;
+mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use ezw_core::{Error, ErrorKind};
 
@@ -32,7 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations", get(inbox::list_conversations))
         .route("/api/conversations/{conversation_id}", get(inbox::get_conversation))
         .route("/api/conversations/{conversation_id}/messages", get(inbox::list_messages))
+        .route("/api/audit", get(webhooks::audit))
+        .merge(webhook_routes("/api/lines/{line_id}/webhooks"))
         // Channel API v1
+        .merge(webhook_routes("/api/v1/webhooks"))
         .route("/api/v1/health", get(channel::health))
         .route("/api/v1/messages/text", post(channel::send_text))
         .route("/api/v1/messages/media", post(channel::send_media))
@@ -44,6 +48,19 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The webhook routes under `base` (the caller and line come from [`webhooks::LineCaller`]).
+fn webhook_routes(base: &str) -> Router<AppState> {
+    let routes: [(&str, MethodRouter<AppState>); 6] = [
+        ("", get(webhooks::list).post(webhooks::upsert)),
+        ("/{webhook_id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete)),
+        ("/{webhook_id}/secret", post(webhooks::rotate_secret)),
+        ("/{webhook_id}/deliveries", get(webhooks::deliveries)),
+        ("/{webhook_id}/deliveries/{delivery_id}", get(webhooks::delivery)),
+        ("/{webhook_id}/deliveries/{delivery_id}/redeliver", post(webhooks::redeliver)),
+    ];
+    routes.into_iter().fold(Router::new(), |router, (path, method)| router.route(&format!("{base}{path}"), method))
 }
 
 async fn not_found() -> ApiError {

@@ -80,6 +80,7 @@ pub(super) fn upsert_conversation(
         s.execute(params![id.as_str(), org.as_str(), line.as_str(), contact.as_str(), phone.as_str(), assignee, now.unix_ms()])
     })
     .map_err(db_err)?;
+    super::webhooks::emit_chat_created(conn, org, line, &id, now)?;
     Ok(id)
 }
 

@@ -1,8 +1,9 @@
 //! Lines and line tokens.
 
 use ezw_core::ids::{LineId, LineTokenId, OrganizationId};
-use ezw_core::model::{BillingState, LifecycleState, Line, LineTokenRecord};
+use ezw_core::model::{BillingState, EffectiveSendState, LifecycleState, Line, LineTokenRecord, WebhookEventKind};
 use ezw_core::ports::{LineContext, LineTokenMatch};
+use ezw_core::webhooks::{LineStateChange, WebhookEvent};
 use ezw_core::{Error, Result, Timestamp};
 use rusqlite::{params, Connection};
 
@@ -88,12 +89,26 @@ pub(super) fn set_line_state(
     reason: Option<&str>,
     at: Timestamp,
 ) -> Result<Option<Line>> {
+    let Some(before) = get_line_context(conn, org, id)? else { return Ok(None) };
     conn.execute(
         "UPDATE lines SET lifecycle_state = ?3, state_reason = ?4, updated_at = ?5 WHERE id = ?1 AND org_id = ?2",
         params![id.as_str(), org.as_str(), state.as_str(), reason, at.unix_ms()],
     )
     .map_err(db_err)?;
-    get_line(conn, Some(org), id)
+    let line = get_line(conn, Some(org), id)?;
+    if let Some(now) = line.as_ref().filter(|l| l.lifecycle_state != before.line.lifecycle_state) {
+        let effective = now.effective_send_state(before.billing_state.allows_sending());
+        super::webhooks::emit(conn, org, id, WebhookEventKind::ChannelPatch, at, |_| {
+            Ok(Some(WebhookEvent::LineState(LineStateChange {
+                previous_state: before.line.lifecycle_state,
+                lifecycle_state: now.lifecycle_state,
+                effective_send_state: effective,
+                sendable: effective == EffectiveSendState::Sendable,
+                reason: now.state_reason.clone(),
+            })))
+        })?;
+    }
+    Ok(line)
 }
 
 pub(super) fn replace_line_token(conn: &Connection, t: &LineTokenRecord) -> Result<bool> {

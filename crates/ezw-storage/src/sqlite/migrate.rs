@@ -11,6 +11,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "attachments", include_str!("migrations/0002_attachments.sql")),
     (3, "line_pacing", include_str!("migrations/0003_line_pacing.sql")),
     (4, "outbox_dispatch", include_str!("migrations/0004_outbox_dispatch.sql")),
+    (5, "webhooks", include_str!("migrations/0005_webhooks.sql")),
 ];
 
 /// Applies the migrations the database does not have yet, each in its own transaction.

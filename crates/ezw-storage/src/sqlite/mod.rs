@@ -11,6 +11,7 @@ mod outbox;
 mod pool;
 mod rows;
 mod store;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};

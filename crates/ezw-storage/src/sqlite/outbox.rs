@@ -12,7 +12,7 @@ use rusqlite::{params, Connection};
 
 use super::inbox::{get_conversation, get_message, upsert_contact, upsert_conversation};
 use super::rows::{self, MESSAGE_COLUMNS};
-use super::{db_err, optional};
+use super::{db_err, optional, webhooks};
 
 pub(super) fn enqueue_outbound(conn: &Connection, send: &NewOutbound) -> Result<EnqueueOutcome> {
     let now = send.created_at;
@@ -114,7 +114,7 @@ pub(super) fn enqueue_outbound(conn: &Connection, send: &NewOutbound) -> Result<
         })
         .map_err(db_err)?;
     }
-    Ok(EnqueueOutcome::Created(Message {
+    let message = Message {
         id: send.message_id.clone(),
         organization_id: send.organization_id.clone(),
         line_id: send.line_id.clone(),
@@ -130,7 +130,9 @@ pub(super) fn enqueue_outbound(conn: &Connection, send: &NewOutbound) -> Result<
         sent_by_user_id: send.sent_by_user_id.clone(),
         idempotency_key: send.idempotency.as_ref().map(|i| i.key.clone()),
         created_at: now,
-    }))
+    };
+    webhooks::emit_message(conn, &message, &recipient)?;
+    Ok(EnqueueOutcome::Created(message))
 }
 
 /// The conversation between a line and a phone number: one lookup when both exist, else the
@@ -297,14 +299,16 @@ pub(super) fn finish_outbox(conn: &Connection, results: &[JobResult]) -> Result<
             }
         };
         if status_changed {
+            let (org, line) = (OrganizationId::from_raw(org_id), LineId::from_raw(line_id));
+            webhooks::emit_status(conn, &org, &line, &r.message_id, r.disposition.at())?;
             let status: String = conn
                 .prepare_cached("SELECT status FROM messages WHERE id = ?1")
                 .and_then(|mut s| s.query_row([id], |row| row.get(0)))
                 .map_err(db_err)?;
             changed.push(MessageChange {
                 id: r.message_id.clone(),
-                organization_id: OrganizationId::from_raw(org_id),
-                line_id: LineId::from_raw(line_id),
+                organization_id: org,
+                line_id: line,
                 conversation_id: ConversationId::from_raw(conversation_id),
                 status: MessageStatus::parse(&status).unwrap_or(MessageStatus::Queued),
             });
@@ -435,9 +439,13 @@ fn apply_status(conn: &Connection, u: &StatusUpdate, received_at: i64) -> Result
         conn.prepare_cached(&sql).and_then(|mut s| s.execute(params![id, u.at.unix_ms()]))
     }
     .map_err(db_err)?;
+    let (id, org_id) = (MessageId::from_raw(id), OrganizationId::from_raw(org_id));
+    if n > 0 {
+        webhooks::emit_status(conn, &org_id, &u.line_id, &id, Timestamp::from_unix_ms(received_at))?;
+    }
     Ok((n > 0).then(|| MessageChange {
-        id: MessageId::from_raw(id),
-        organization_id: OrganizationId::from_raw(org_id),
+        id,
+        organization_id: org_id,
         line_id: u.line_id.clone(),
         conversation_id: ConversationId::from_raw(conversation_id),
         status: if advance { u.status } else { current },
@@ -537,6 +545,7 @@ pub(super) fn record_inbound(conn: &Connection, messages: &[NewInbound]) -> Resu
         .and_then(|mut s| s.execute(params![conv_id.as_str(), at.unix_ms()]))
         .map_err(db_err)?;
         let message = get_message(conn, None, &id)?.ok_or_else(|| Error::internal("inserted message vanished"))?;
+        webhooks::emit_message(conn, &message, &m.from)?;
         let conversation = get_conversation(conn, &m.organization_id, &conv_id)?
             .ok_or_else(|| Error::internal("conversation vanished"))?;
         out.push(InboundOutcome::Created { message: Box::new(message), conversation: Box::new(conversation) });
@@ -618,6 +627,7 @@ pub(super) fn resolve_unknown(
             .map_err(db_err)?;
         }
     }
+    webhooks::emit_status(conn, org, &m.line_id, id, at)?;
     get_message(conn, Some(org), id)
 }
 

@@ -3,17 +3,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ezw_core::ids::{AttachmentId, ContactId, ConversationId, LineId, MessageId, OrganizationId, SessionId, UserId};
+use ezw_core::ids::{
+    AttachmentId, ContactId, ConversationId, DeliveryId, LineId, MessageId, OrganizationId, SessionId, UserId,
+    WebhookId,
+};
 use ezw_core::model::{
-    Attachment, Conversation, LifecycleState, Line, LineTokenRecord, Membership, Message, Organization, User,
+    Attachment, AuditEvent, Conversation, DeliveryAttempt, LifecycleState, Line, LineTokenRecord, Membership, Message,
+    Organization, User, Webhook, WebhookDelivery,
 };
 use ezw_core::ports::{
-    ConversationQuery, EnqueueOutcome, InboundOutcome, JobResult, LineContext, LineTokenMatch, MessageChange,
-    NewInbound, NewOutbound, OutboxJob, OutboxStats, Page, SessionRecord, StatusUpdate, Store, UnknownResolution,
+    ConversationQuery, DeliveryJob, DeliveryResult, EnqueueOutcome, InboundOutcome, JobResult, LineContext,
+    LineTokenMatch, MessageChange, NewInbound, NewOutbound, OutboxJob, OutboxStats, Page, SessionRecord, StatusUpdate,
+    Store, StoredWebhook, UnknownResolution,
 };
 use ezw_core::{PhoneNumber, Result, Timestamp};
 
-use super::{db_err, identity, inbox, lines, media, outbox, SqliteStore};
+use super::{db_err, identity, inbox, lines, media, outbox, webhooks, SqliteStore};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -226,5 +231,93 @@ impl Store for SqliteStore {
 
     async fn purge_idempotency(&self, now: Timestamp) -> Result<u64> {
         self.writer.write(move |c| outbox::purge_idempotency(c, now)).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook, sealed_secret: &str, audit: &AuditEvent) -> Result<()> {
+        let (w, secret, a) = (webhook.clone(), sealed_secret.to_owned(), audit.clone());
+        self.writer.write(move |c| webhooks::insert_webhook(c, &w, &secret, &a)).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook, audit: &AuditEvent) -> Result<bool> {
+        let (w, a) = (webhook.clone(), audit.clone());
+        self.writer.write(move |c| webhooks::update_webhook(c, &w, &a)).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        org: &OrganizationId,
+        id: &WebhookId,
+        sealed_secret: &str,
+        previous_until: Timestamp,
+        audit: &AuditEvent,
+    ) -> Result<bool> {
+        let (org, id, secret, a) = (org.clone(), id.clone(), sealed_secret.to_owned(), audit.clone());
+        self.writer.write(move |c| webhooks::rotate_secret(c, &org, &id, &secret, previous_until, &a)).await
+    }
+
+    async fn delete_webhook(&self, org: &OrganizationId, id: &WebhookId, audit: &AuditEvent) -> Result<bool> {
+        let (org, id, a) = (org.clone(), id.clone(), audit.clone());
+        self.writer.write(move |c| webhooks::delete_webhook(c, &org, &id, &a)).await
+    }
+
+    async fn get_webhook(&self, org: &OrganizationId, id: &WebhookId) -> Result<Option<StoredWebhook>> {
+        let (org, id) = (org.clone(), id.clone());
+        self.readers.lookup(move |c| webhooks::get_webhook(c, &org, &id)).await
+    }
+
+    async fn list_webhooks(&self, org: &OrganizationId, line: &LineId) -> Result<Vec<StoredWebhook>> {
+        let (org, line) = (org.clone(), line.clone());
+        self.readers.read(move |c| webhooks::list_webhooks(c, &org, &line)).await
+    }
+
+    async fn claim_webhook_deliveries(&self, now: Timestamp, lease: Duration, limit: u32) -> Result<Vec<DeliveryJob>> {
+        self.writer.write(move |c| webhooks::claim(c, now, lease, limit)).await
+    }
+
+    async fn finish_webhook_deliveries(&self, results: Vec<DeliveryResult>) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(move |c| webhooks::finish(c, &results)).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        org: &OrganizationId,
+        webhook: &WebhookId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<WebhookDelivery>> {
+        let (org, webhook) = (org.clone(), webhook.clone());
+        self.readers.read(move |c| webhooks::list_deliveries(c, &org, &webhook, cursor.as_deref(), limit)).await
+    }
+
+    async fn get_webhook_delivery(
+        &self,
+        org: &OrganizationId,
+        id: &DeliveryId,
+    ) -> Result<Option<(WebhookDelivery, Vec<DeliveryAttempt>)>> {
+        let (org, id) = (org.clone(), id.clone());
+        self.readers.read(move |c| webhooks::get_delivery(c, &org, &id)).await
+    }
+
+    async fn redeliver_webhook_delivery(
+        &self,
+        org: &OrganizationId,
+        id: &DeliveryId,
+        at: Timestamp,
+    ) -> Result<Option<WebhookDelivery>> {
+        let (org, id) = (org.clone(), id.clone());
+        self.writer.write(move |c| webhooks::redeliver(c, &org, &id, at)).await
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()> {
+        let a = event.clone();
+        self.writer.write(move |c| webhooks::record_audit(c, &a)).await
+    }
+
+    async fn list_audit(&self, org: &OrganizationId, cursor: Option<String>, limit: u32) -> Result<Page<AuditEvent>> {
+        let org = org.clone();
+        self.readers.read(move |c| webhooks::list_audit(c, &org, cursor.as_deref(), limit)).await
     }
 }
