@@ -17,13 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::serve::ListenerExt as _;
 use ezw::core::crypto::random_key;
 use ezw::model::{BillingState, LifecycleState, ProviderKind};
+use ezw::ports::{WebhookRequest, WebhookTransport as _};
 use ezw::providers::sim::SimProvider;
 use ezw::providers::webhook::HttpWebhookTransport;
 use ezw::service::{NewLine, NewOrganization, SendRequest, SendTargetInput, WebhookInput};
 use ezw::storage::sqlite::SqliteStore;
-use ezw::webhooks::{verify, SigningSecret};
+use ezw::webhooks::{signature_header, verify, SigningSecret};
 use ezw::{Ezw, EzwConfig, Secret};
 use serde_json::json;
 
@@ -50,6 +52,8 @@ struct Sampled {
 struct Receiver {
     hooks: AtomicU64,
     raw: AtomicU64,
+    /// TCP connections accepted.
+    connections: AtomicU64,
     sample: Mutex<Vec<Sampled>>,
 }
 
@@ -80,6 +84,10 @@ async fn start_receiver() -> (String, Arc<Receiver>) {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let counted = state.clone();
+    let listener = listener.tap_io(move |_| {
+        counted.connections.fetch_add(1, Ordering::Relaxed);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, state)
 }
@@ -122,6 +130,55 @@ async fn raw_rate(client: reqwest::Client, url: String, body: String, total: u64
     (total as f64 / start.elapsed().as_secs_f64(), errors)
 }
 
+/// The transport alone: `total` signed POSTs through [`HttpWebhookTransport`] (what the
+/// dispatcher calls), `in_flight` at a time, with no store in the loop.
+async fn transport_rate(url: String, body: String, total: u64, in_flight: usize) -> (f64, u64) {
+    let transport = Arc::new(HttpWebhookTransport::new(true));
+    let secret = [SigningSecret::generate()];
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (transport, url, body, next, secret) =
+            (transport.clone(), url.clone(), body.clone(), next.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0u64;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let id = format!("dlv_01JBENCHRAW{n:014}");
+                let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+                let request = WebhookRequest {
+                    url: url.clone(),
+                    headers: vec![
+                        ("webhook-id", id.clone()),
+                        ("webhook-timestamp", ts.to_string()),
+                        ("webhook-signature", signature_header(&secret, &id, ts, body.as_bytes())),
+                        ("x-ezw-webhook-event", "messages.post".to_owned()),
+                        ("x-ezw-line-id", "line_01JBENCHLINE00000000000000".to_owned()),
+                        ("x-ezw-webhook-id", "wh_01JBENCHWEBHOOK00000000000000".to_owned()),
+                        ("x-ezw-delivery-id", id),
+                    ],
+                    body: body.clone(),
+                    timeout: Duration::from_secs(15),
+                };
+                match transport.post(request).await {
+                    Ok(r) if r.status == 200 => {}
+                    _ => errors += 1,
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for t in tasks {
+        errors += t.await.unwrap();
+    }
+    (total as f64 / start.elapsed().as_secs_f64(), errors)
+}
+
 /// CPU seconds (user + system) per thread name of this process.
 fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
@@ -133,8 +190,8 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
             let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
             let cpu = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
                 + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-            let key = if name.starts_with("tokio-runtime") {
-                "tokio workers (dispatcher + reqwest + receiver)".to_owned()
+            let key = if name.starts_with("tokio-r") {
+                "tokio workers (dispatcher + reqwest client + axum receiver)".to_owned()
             } else {
                 name
             };
@@ -300,27 +357,45 @@ fn main() {
         let unbounded = reqwest::Client::builder().no_proxy().build().unwrap();
         let capped = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().unwrap();
         let raw_url = format!("{receiver_url}/raw");
+        let conns = || receiver.connections.load(Ordering::Relaxed);
         let _ = raw_rate(unbounded.clone(), raw_url.clone(), body.clone(), 2000, in_flight).await; // warm-up
+        let c0 = conns();
         let (raw, raw_errors) = raw_rate(unbounded.clone(), raw_url.clone(), body.clone(), events, in_flight).await;
+        let c1 = conns();
         let (raw64, _) = raw_rate(unbounded, raw_url.clone(), body.clone(), events, 64).await;
-        let (raw_capped, _) = raw_rate(capped, raw_url, body.clone(), events, in_flight).await;
+        let c2 = conns();
+        let (raw_capped, _) = raw_rate(capped, raw_url.clone(), body.clone(), events, in_flight).await;
+        let c3 = conns();
+        let (transport, transport_errors) = transport_rate(raw_url, body.clone(), events, in_flight).await;
+        let c4 = conns();
         println!(
             "baseline  raw HTTP POST, {}-byte body (reqwest, pooled): {:>10} req/s at {in_flight} in flight \
-             (what {LINES} webhooks x {WEBHOOK_CONCURRENCY} can reach; errors {raw_errors}), {:>10} req/s at 64 in flight",
+             (what {LINES} webhooks x {WEBHOOK_CONCURRENCY} can reach; errors {raw_errors}; {} new connections), \
+             {:>10} req/s at 64 in flight ({} new connections)",
             body.len(),
             thousands(raw),
-            thousands(raw64)
+            c1 - c0,
+            thousands(raw64),
+            c2 - c1
         );
         println!(
-            "baseline  raw HTTP POST at {in_flight} in flight with pool_max_idle_per_host(64) like HttpWebhookTransport: \
-             {:>10} req/s",
-            thousands(raw_capped)
+            "baseline  raw HTTP POST at {in_flight} in flight with pool_max_idle_per_host(64) (an idle cap below the in-flight count churns connections): \
+             {:>10} req/s ({} new connections)",
+            thousands(raw_capped),
+            c3 - c2
+        );
+        println!(
+            "baseline  HttpWebhookTransport::post alone (signed, delivery headers, no store) at {in_flight} in flight: \
+             {:>10} req/s (errors {transport_errors}; {} new connections)",
+            thousands(transport),
+            c4 - c3
         );
 
         // Measured phase: start -> receiver has all N -> store has all N succeeded.
         let before = store.writer_stats();
         let cpu_before = thread_cpu();
         let hooks_before = receiver.hooks.load(Ordering::Relaxed);
+        let conns_before = conns();
         let start = Instant::now();
         let workers = ezw.start().unwrap();
         let deadline = start + Duration::from_secs(300);
@@ -353,6 +428,7 @@ fn main() {
         let cpu_after = thread_cpu();
         let secs = elapsed.as_secs_f64();
         let received = receiver.hooks.load(Ordering::Relaxed) - hooks_before;
+        let new_conns = conns() - conns_before;
         let succeeded = count(&db, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'succeeded'");
         let rate = succeeded as f64 / secs;
         println!(
@@ -365,7 +441,7 @@ fn main() {
         );
         println!(
             "ezw       ratio to the raw HTTP rate at {in_flight} in flight: {:.2} (to 64 in flight: {:.2}); \
-             longest gap between receiver requests: {:.0} ms",
+             longest gap between receiver requests: {:.0} ms; {new_conns} new connections to the receiver",
             rate / raw,
             rate / raw64,
             longest_stall.as_secs_f64() * 1000.0
@@ -381,6 +457,7 @@ fn main() {
             }
         }
         let attempts = count(&db, "SELECT COUNT(*) FROM webhook_attempts");
+        let still_queued = count(&db, "SELECT COUNT(*) FROM messages WHERE status = 'queued'");
         let retried = count(&db, "SELECT COUNT(*) FROM webhook_deliveries WHERE attempts > 1");
         let latencies: Vec<i64> = db
             .prepare("SELECT latency_ms FROM webhook_attempts ORDER BY latency_ms")
@@ -397,7 +474,8 @@ fn main() {
         };
         println!(
             "ezw       deliveries: {}; {attempts} attempts, {retried} retried; attempt latency (sign + POST, \
-             webhook_attempts.latency_ms): p50 {} ms, p99 {} ms, max {} ms",
+             webhook_attempts.latency_ms): p50 {} ms, p99 {} ms, max {} ms; outbox parked: {still_queued} of \
+             {events} messages still queued",
             statuses.join(" "),
             pct(0.50),
             pct(0.99),

@@ -43,7 +43,9 @@ impl HttpWebhookTransport {
             .no_proxy()
             .user_agent(USER_AGENT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(64)
+            // No per-host idle cap: many webhooks often share one receiver host, and a cap below
+            // the deliveries in flight closes connections only to reopen them (the idle timeout
+            // bounds the pool).
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(60))
             .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_private_targets }))

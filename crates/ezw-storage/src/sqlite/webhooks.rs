@@ -392,12 +392,17 @@ pub(super) fn finish(conn: &Connection, results: &[DeliveryResult]) -> Result<()
                 ])
             })
             .map_err(db_err)?;
-            let failing = !matches!(r.outcome, DeliveryOutcome::Succeeded);
-            conn.prepare_cached(
-                "UPDATE webhooks SET failing_since = CASE WHEN ?2 THEN COALESCE(failing_since, ?3) ELSE NULL END
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![r.webhook_id.as_str(), failing, a.started_at.unix_ms()]))
+            // Only a change of streak touches the webhook row (most results change nothing).
+            let webhook = r.webhook_id.as_str();
+            if matches!(r.outcome, DeliveryOutcome::Succeeded) {
+                conn.prepare_cached(
+                    "UPDATE webhooks SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
+                )
+                .and_then(|mut s| s.execute([webhook]))
+            } else {
+                conn.prepare_cached("UPDATE webhooks SET failing_since = ?2 WHERE id = ?1 AND failing_since IS NULL")
+                    .and_then(|mut s| s.execute(params![webhook, a.started_at.unix_ms()]))
+            }
             .map_err(db_err)?;
         }
         let (status, next, delivered) = match &r.outcome {
