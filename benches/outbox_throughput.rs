@@ -9,16 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ezw::core::crypto::{derive_key, random_key, SecretCipher};
-use ezw::model::{BillingState, ProviderKind};
+use ezw::model::ProviderKind;
 use ezw::ports::Store as _;
 use ezw::providers::meta::{MetaOptions, MetaProvider};
-use ezw::service::{NewLine, NewOrganization, SendRequest, SendTargetInput};
+use ezw::service::{NewLine, SendRequest, SendTargetInput};
 use ezw::storage::sqlite::SqliteStore;
-use ezw::{Ezw, Secret};
+use ezw::Ezw;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+
+mod common;
 
 const LINES: usize = 100;
 const CLIENTS: usize = 64;
@@ -95,20 +97,7 @@ fn main() {
         let cipher = SecretCipher::new(&derive_key(&random_key(), "credentials"));
         let meta = MetaProvider::new(MetaOptions { http: reqwest::Client::new(), cipher });
         let ezw = Ezw::builder(store.clone()).provider(Arc::new(meta)).signing_key(&random_key()).build().unwrap();
-        let (org, owner) = ezw
-            .orgs()
-            .create_organization(NewOrganization {
-                name: "Bench".into(),
-                slug: None,
-                owner_email: "bench@bench.example".into(),
-                owner_name: "Bench".into(),
-                owner_password: Secret::new("bench-password"),
-                billing_state: BillingState::Active,
-                line_slots: LINES as u32,
-            })
-            .await
-            .unwrap();
-        let principal = ezw.auth().member_principal(&org.id, &owner.id).await.unwrap();
+        let (_, principal) = common::bench_org(&ezw, LINES as u32).await;
         let mut lines = Vec::new();
         for i in 0..LINES {
             let line = ezw

@@ -17,41 +17,13 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+mod common;
+
 const CLIENTS: usize = 64;
 const RECIPIENTS: usize = 1000;
 
 fn bench_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir on the target disk")
-}
-
-/// CPU seconds (user + system) per thread name of this process.
-fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    let tick = 100.0; // USER_HZ on Linux
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for t in tasks.flatten() {
-            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-            let cpu = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-                + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-            let key = if name.starts_with("tokio-runtime") {
-                "tokio workers (HTTP server + clients + services)".to_owned()
-            } else {
-                name
-            };
-            *out.entry(key).or_insert(0.0) += cpu / tick;
-        }
-    }
-    out
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// Raw SQLite commit rate with the same pragmas EZW uses.
@@ -213,10 +185,10 @@ async fn measure_ezw(seconds: f64, label: &str, workers: bool) {
     let url = format!("http://{}/api/v1/messages/text", server.addr);
     let _ = drive(url.clone(), Some(demo.line_token.clone()), 1.0, 202, "warmup").await;
     let before = server.sqlite.writer_stats();
-    let cpu_before = thread_cpu();
+    let cpu_before = common::thread_cpu("tokio workers (HTTP server + clients + services)");
     let mut r = drive(url, Some(demo.line_token.clone()), seconds, 202, "measured").await;
     let w = server.sqlite.writer_stats();
-    let cpu_after = thread_cpu();
+    let cpu_after = common::thread_cpu("tokio workers (HTTP server + clients + services)");
     let (txns, jobs) = (w.transactions - before.transactions, w.jobs - before.jobs);
     let busy = (w.busy_ns - before.busy_ns) as f64 / 1e9;
     let commit = (w.commit_ns - before.commit_ns) as f64 / 1e9;
@@ -253,7 +225,7 @@ async fn measure_ezw(seconds: f64, label: &str, workers: bool) {
     }
     println!(
         "ezw       outbox backlog at end: {depth} jobs; peak RSS of the bench process (server + clients): {:.1} MiB",
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     server.shutdown().await;
 }

@@ -19,15 +19,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::serve::ListenerExt as _;
 use ezw::core::crypto::random_key;
-use ezw::model::{BillingState, LifecycleState, ProviderKind};
+use ezw::model::{LifecycleState, ProviderKind};
 use ezw::ports::{WebhookRequest, WebhookTransport as _};
 use ezw::providers::sim::SimProvider;
 use ezw::providers::webhook::HttpWebhookTransport;
-use ezw::service::{NewLine, NewOrganization, SendRequest, SendTargetInput, WebhookInput};
+use ezw::service::{NewLine, SendRequest, SendTargetInput, WebhookInput};
 use ezw::storage::sqlite::SqliteStore;
 use ezw::webhooks::{signature_header, verify, SigningSecret};
-use ezw::{Ezw, EzwConfig, Secret};
+use ezw::{Ezw, EzwConfig};
 use serde_json::json;
+
+mod common;
 
 const LINES: usize = 4;
 /// Per-webhook `maxConcurrency` (the highest allowed).
@@ -179,49 +181,6 @@ async fn transport_rate(url: String, body: String, total: u64, in_flight: usize)
     (total as f64 / start.elapsed().as_secs_f64(), errors)
 }
 
-/// CPU seconds (user + system) per thread name of this process.
-fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    let tick = 100.0; // USER_HZ on Linux
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for t in tasks.flatten() {
-            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-            let cpu = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-                + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-            let key = if name.starts_with("tokio-r") {
-                "tokio workers (dispatcher + reqwest client + axum receiver)".to_owned()
-            } else {
-                name
-            };
-            *out.entry(key).or_insert(0.0) += cpu / tick;
-        }
-    }
-    out
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-/// `12345.6` -> `"12,346"`.
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn count(db: &rusqlite::Connection, sql: &str) -> u64 {
     db.query_row(sql, [], |r| r.get::<_, i64>(0)).map_or(0, |n| u64::try_from(n).unwrap_or(0))
 }
@@ -251,20 +210,7 @@ fn main() {
             .signing_key(&random_key())
             .build()
             .unwrap();
-        let (org, owner) = ezw
-            .orgs()
-            .create_organization(NewOrganization {
-                name: "Bench".into(),
-                slug: None,
-                owner_email: "bench@bench.example".into(),
-                owner_name: "Bench".into(),
-                owner_password: Secret::new("bench-password"),
-                billing_state: BillingState::Active,
-                line_slots: LINES as u32,
-            })
-            .await
-            .unwrap();
-        let principal = ezw.auth().member_principal(&org.id, &owner.id).await.unwrap();
+        let (org, principal) = common::bench_org(&ezw, LINES as u32).await;
         let mut lines = Vec::new();
         let mut secrets: HashMap<String, SigningSecret> = HashMap::new();
         for i in 0..LINES {
@@ -335,7 +281,7 @@ fn main() {
         println!(
             "ezw       enqueued {events} sends (+{events} delivery rows) in {queue_secs:.2} s = {} events/s \
              ({CLIENTS} concurrent senders, {} writer transactions; not part of the figures below)",
-            thousands(enqueue_rate),
+            common::thousands(enqueue_rate),
             after_queue.transactions - before_queue.transactions
         );
         // Park the outbox: its jobs are held (no provider calls) once the workers start.
@@ -373,27 +319,27 @@ fn main() {
              (what {LINES} webhooks x {WEBHOOK_CONCURRENCY} can reach; errors {raw_errors}; {} new connections), \
              {:>10} req/s at 64 in flight ({} new connections)",
             body.len(),
-            thousands(raw),
+            common::thousands(raw),
             c1 - c0,
-            thousands(raw64),
+            common::thousands(raw64),
             c2 - c1
         );
         println!(
             "baseline  raw HTTP POST at {in_flight} in flight with pool_max_idle_per_host(64) (an idle cap below the in-flight count churns connections): \
              {:>10} req/s ({} new connections)",
-            thousands(raw_capped),
+            common::thousands(raw_capped),
             c3 - c2
         );
         println!(
             "baseline  HttpWebhookTransport::post alone (signed, delivery headers, no store) at {in_flight} in flight: \
              {:>10} req/s (errors {transport_errors}; {} new connections)",
-            thousands(transport),
+            common::thousands(transport),
             c4 - c3
         );
 
         // Measured phase: start -> receiver has all N -> store has all N succeeded.
         let before = store.writer_stats();
-        let cpu_before = thread_cpu();
+        let cpu_before = common::thread_cpu("tokio workers (dispatcher + reqwest client + axum receiver)");
         let hooks_before = receiver.hooks.load(Ordering::Relaxed);
         let conns_before = conns();
         let start = Instant::now();
@@ -425,7 +371,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         let after = store.writer_stats();
-        let cpu_after = thread_cpu();
+        let cpu_after = common::thread_cpu("tokio workers (dispatcher + reqwest client + axum receiver)");
         let secs = elapsed.as_secs_f64();
         let received = receiver.hooks.load(Ordering::Relaxed) - hooks_before;
         let new_conns = conns() - conns_before;
@@ -434,7 +380,7 @@ fn main() {
         println!(
             "ezw       claimed -> POSTed -> recorded: {:>10} deliveries/s ({succeeded} succeeded in {secs:.2} s; \
              first POST at {:.0} ms, receiver had all {received} at {:.2} s, last outcome recorded {:.0} ms later)",
-            thousands(rate),
+            common::thousands(rate),
             first_at.map_or(f64::NAN, |t| (t - start).as_secs_f64() * 1000.0),
             received_at.as_secs_f64(),
             (elapsed - received_at).as_secs_f64() * 1000.0
@@ -517,15 +463,15 @@ fn main() {
         for (name, s) in cpu {
             println!("ezw     {s:>6.2} s  {name}");
         }
-        let rss = peak_rss_mib();
+        let rss = common::peak_rss_mib();
         println!("ezw       peak RSS of the bench process (store + receiver + clients): {rss:.1} MiB");
         println!(
             "webhooks: {succeeded} deliveries in {secs:.2} s = {} deliveries/s (raw POST {} req/s, ratio {:.2}); \
              enqueue {} events/s; rss {rss:.0} MiB; writer: {writer}",
-            thousands(rate),
-            thousands(raw),
+            common::thousands(rate),
+            common::thousands(raw),
             rate / raw,
-            thousands(enqueue_rate)
+            common::thousands(enqueue_rate)
         );
         workers.shutdown(Duration::from_secs(10)).await;
     });

@@ -156,6 +156,15 @@ fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, format!("unknown {what}").into())
 }
 
+/// A second webhook for the same line and target is a conflict.
+fn webhook_write_err(e: rusqlite::Error) -> Error {
+    if is_unique_violation(&e) {
+        Error::conflict("webhook_exists", "this line already has a webhook for this target URL")
+    } else {
+        db_err(e)
+    }
+}
+
 pub(super) fn insert_webhook(conn: &Connection, w: &Webhook, secret: &str, audit: &AuditEvent) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO webhooks (id, org_id, line_id, target_url, event_mask, payload_format, enabled, persistent,
@@ -179,13 +188,7 @@ pub(super) fn insert_webhook(conn: &Connection, w: &Webhook, secret: &str, audit
             w.updated_at.unix_ms()
         ])
     })
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::conflict("webhook_exists", "this line already has a webhook for this target URL")
-        } else {
-            db_err(e)
-        }
-    })?;
+    .map_err(webhook_write_err)?;
     record_audit(conn, audit)
 }
 
@@ -216,13 +219,7 @@ pub(super) fn update_webhook(conn: &Connection, w: &Webhook, audit: &AuditEvent)
             w.updated_at.unix_ms()
         ])
     })
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::conflict("webhook_exists", "this line already has a webhook for this target URL")
-        } else {
-            db_err(e)
-        }
-    })?;
+    .map_err(webhook_write_err)?;
     match (was_enabled, w.enabled) {
         (true, false) => hold_deliveries(conn, &w.id)?,
         (false, true) => release_held(conn, &w.id, w.updated_at)?,
