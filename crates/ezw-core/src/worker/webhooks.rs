@@ -157,6 +157,9 @@ pub(crate) async fn dispatch_loop(
             continue;
         }
         for job in jobs {
+            // Cannot fail (only this loop takes permits and it claimed no more than are free);
+            // were it to, the delivery would come back after its lease.
+            let Ok(permit) = budget.clone().try_acquire_owned() else { continue };
             let gate = gates.get(&inner, &job.webhook);
             if !gate.admit() {
                 let result = DeliveryResult {
@@ -170,7 +173,6 @@ pub(crate) async fn dispatch_loop(
                 let _ = results_tx.send(result).await;
                 continue;
             }
-            let Ok(permit) = budget.clone().try_acquire_owned() else { continue };
             let (inner, transport, tx) = (inner.clone(), transport.clone(), results_tx.clone());
             tasks.spawn(async move {
                 let result = deliver(&inner, transport.as_ref(), &gate, job).await;
