@@ -131,6 +131,20 @@ async fn post_json(t: &TestServer, path: &str, token: &str, body: Value) -> (u16
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// A `messages.post` webhook of the demo line to `receiver`, created with the line token.
+async fn messages_webhook(t: &TestServer, receiver: &Receiver) -> Value {
+    let body = json!({ "targetUrl": receiver.url(), "events": ["messages.post"] });
+    let (status, hook) = post_json(t, "/api/v1/webhooks", &t.demo.line_token, body).await;
+    assert_eq!(status, 201, "{hook}");
+    hook
+}
+
+/// Enables a webhook again (`PATCH {"enabled": true}`).
+async fn enable(t: &TestServer, hook_path: &str) {
+    let res = t.http.patch(t.url(hook_path)).bearer_auth(&t.demo.line_token).json(&json!({ "enabled": true }));
+    assert_eq!(res.send().await.unwrap().status(), 201);
+}
+
 async fn send(t: &TestServer, key: &str, to: &str, body: &str) -> String {
     let (status, msg) = t.send_text(&t.demo.line_token, Some(key), json!({ "to": to, "body": body })).await;
     assert_eq!(status, 202, "{msg}");
@@ -197,10 +211,7 @@ async fn a_receiver_down_for_hours_gets_every_event_with_stable_delivery_ids_acr
     let t = TestServer::start().await;
     let mut receiver = Receiver::start().await;
     let token = t.demo.line_token.clone();
-    let (status, hook) =
-        post_json(&t, "/api/v1/webhooks", &token, json!({ "targetUrl": receiver.url(), "events": ["messages.post"] }))
-            .await;
-    assert_eq!(status, 201, "{hook}");
+    let hook = messages_webhook(&t, &receiver).await;
     let webhook_id = hook["id"].as_str().unwrap().to_owned();
     let secret = hook["secret"].as_str().unwrap().to_owned();
 
@@ -358,9 +369,7 @@ async fn gone_disables_the_webhook_and_redelivery_reuses_the_delivery_id() {
     let t = TestServer::start().await;
     let receiver = Receiver::start().await;
     let token = t.demo.line_token.clone();
-    let (_, hook) =
-        post_json(&t, "/api/v1/webhooks", &token, json!({ "targetUrl": receiver.url(), "events": ["messages.post"] }))
-            .await;
+    let hook = messages_webhook(&t, &receiver).await;
     let webhook_id = hook["id"].as_str().unwrap().to_owned();
     receiver.answer(410, None);
     send(&t, "gone-1", "+972501234567", "first").await;
@@ -382,9 +391,7 @@ async fn gone_disables_the_webhook_and_redelivery_reuses_the_delivery_id() {
 
     // Re-enabled and redelivered: the same delivery id arrives again and succeeds.
     receiver.answer(204, None);
-    let res =
-        t.http.patch(t.url(&hook_path)).bearer_auth(&token).json(&json!({ "enabled": true })).send().await.unwrap();
-    assert_eq!(res.status(), 201);
+    enable(&t, &hook_path).await;
     let (status, again) = post_json(&t, &format!("{hook_path}/deliveries/{first}/redeliver"), &token, json!({})).await;
     assert_eq!(status, 202, "{again}");
     let ok = eventually(&t.clock, Duration::from_millis(100), || async {
@@ -410,9 +417,7 @@ async fn a_webhook_failing_for_five_days_is_disabled_and_its_events_are_held() {
     let t = TestServer::start().await;
     let receiver = Receiver::start().await;
     let token = t.demo.line_token.clone();
-    let (_, hook) =
-        post_json(&t, "/api/v1/webhooks", &token, json!({ "targetUrl": receiver.url(), "events": ["messages.post"] }))
-            .await;
+    let hook = messages_webhook(&t, &receiver).await;
     let webhook_id = hook["id"].as_str().unwrap().to_owned();
     let hook_path = format!("/api/v1/webhooks/{webhook_id}");
     receiver.answer(500, None);
@@ -437,9 +442,7 @@ async fn a_webhook_failing_for_five_days_is_disabled_and_its_events_are_held() {
     assert!(list["deliveries"].as_array().unwrap().iter().any(|d| d["status"] == "held"), "{list}");
     // Enabled again with a working receiver: the held deliveries go out.
     receiver.answer(200, None);
-    let res =
-        t.http.patch(t.url(&hook_path)).bearer_auth(&token).json(&json!({ "enabled": true })).send().await.unwrap();
-    assert_eq!(res.status(), 201);
+    enable(&t, &hook_path).await;
     eventually(&t.clock, Duration::from_millis(100), || async {
         let (_, list) = t.get_json(&format!("{hook_path}/deliveries?limit=200"), &token).await;
         list["deliveries"].as_array().unwrap().iter().all(|d| d["status"] != "held").then_some(())
@@ -452,9 +455,7 @@ async fn a_rotated_secret_signs_with_both_during_the_grace_period() {
     let t = TestServer::start().await;
     let receiver = Receiver::start().await;
     let token = t.demo.line_token.clone();
-    let (_, hook) =
-        post_json(&t, "/api/v1/webhooks", &token, json!({ "targetUrl": receiver.url(), "events": ["messages.post"] }))
-            .await;
+    let hook = messages_webhook(&t, &receiver).await;
     let (old, id) = (hook["secret"].as_str().unwrap().to_owned(), hook["id"].as_str().unwrap().to_owned());
     let (status, rotated) = post_json(&t, &format!("/api/v1/webhooks/{id}/secret"), &token, json!({})).await;
     assert_eq!(status, 201, "{rotated}");
