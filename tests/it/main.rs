@@ -3,15 +3,19 @@
 mod support;
 mod vendor_mock;
 
+mod access;
 mod channel_api;
 mod delivery;
 mod embedded;
 mod errors;
 mod faults;
 mod idempotency;
+mod inbox;
+mod live;
 mod meta_e2e;
 mod prism;
 mod scoping;
 mod twilio_e2e;
 mod webhook_verifier;
 mod webhooks;
+mod workspace_sends;

@@ -350,7 +350,7 @@ async fn workspace_managers_configure_webhooks_and_others_cannot() {
     assert_eq!(status, 404);
 
     // Config changes are in the audit trail, without secrets.
-    let (status, audit) = t.get_json("/api/audit", &id_token).await;
+    let (status, audit) = t.get_json("/api/audit-logs", &id_token).await;
     assert_eq!(status, 200, "{audit}");
     let actions: Vec<&str> =
         audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -405,7 +405,7 @@ async fn gone_disables_the_webhook_and_redelivery_reuses_the_delivery_id() {
 
     // The automatic disable is audited as a system action.
     let id_token = t.login().await;
-    let (_, audit) = t.get_json("/api/audit", &id_token).await;
+    let (_, audit) = t.get_json("/api/audit-logs", &id_token).await;
     let disabled = audit["events"].as_array().unwrap().iter().find(|e| e["action"] == "webhook.disabled").cloned();
     let disabled = disabled.expect("audited");
     assert_eq!(disabled["actor"]["kind"], "system");

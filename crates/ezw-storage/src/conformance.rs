@@ -1746,6 +1746,8 @@ fn audit_of(w: &Webhook, action: &str, at: Timestamp) -> AuditEvent {
         target_kind: "webhook".into(),
         target_id: w.id.to_string(),
         details: serde_json::json!({ "targetUrl": w.target_url }),
+        before: None,
+        after: Some(serde_json::json!({ "targetUrl": w.target_url })),
         created_at: at,
     }
 }
@@ -1844,13 +1846,22 @@ pub async fn webhook_config_round_trips_and_is_scoped(store: Arc<dyn Store>) {
     assert!(s.delete_webhook(&t.org.id, &w.id, &audit_of(&w, "webhook.deleted", secs(4))).await.must("delete"));
     assert!(s.get_webhook(&t.org.id, &w.id).await.must("get").is_none(), "deleted");
 
-    let audit = s.list_audit(&t.org.id, None, 50).await.must("list_audit").items;
+    let audit = s.list_audit(&t.org.id, None, None, 50).await.must("list_audit").items;
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions, ["webhook.deleted", "webhook.secret_rotated", "webhook.updated", "webhook.created"]);
-    assert!(s.list_audit(&other.org.id, None, 50).await.must("list_audit").items.is_empty(), "audit is per org");
-    let first = s.list_audit(&t.org.id, None, 3).await.must("list_audit");
-    let rest = s.list_audit(&t.org.id, first.next_cursor.clone(), 3).await.must("list_audit");
+    assert!(s.list_audit(&other.org.id, None, None, 50).await.must("list_audit").items.is_empty(), "audit is per org");
+    let first = s.list_audit(&t.org.id, None, None, 3).await.must("list_audit");
+    let rest = s.list_audit(&t.org.id, None, first.next_cursor.clone(), 3).await.must("list_audit");
     assert_eq!((first.items.len(), rest.items.len(), rest.next_cursor), (3, 1, None), "audit pages");
+    let created = &audit[3];
+    assert_eq!(created.after, Some(serde_json::json!({ "targetUrl": w.target_url })), "after is kept");
+    assert_eq!(created.before, None);
+    let family = s.list_audit(&t.org.id, Some("webhook."), None, 50).await.must("list_audit by family").items;
+    assert_eq!(family.len(), 4, "an action family matches by prefix");
+    let one = s.list_audit(&t.org.id, Some("webhook.updated"), None, 50).await.must("list_audit by action").items;
+    assert_eq!(one.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["webhook.updated"]);
+    let none = s.list_audit(&t.org.id, Some("webhook"), None, 50).await.must("list_audit without dot").items;
+    assert!(none.is_empty(), "an action without a trailing dot is matched exactly");
 }
 
 /// Sends, provider outcomes, status reports, inbound messages and line state changes write
@@ -1969,7 +1980,7 @@ pub async fn webhook_deliveries_lease_retry_finish_and_disable(store: Arc<dyn St
     let held: Vec<DeliveryStatus> = deliveries_of(s, &w).await.iter().map(|d| d.status).collect();
     assert_eq!(held.iter().filter(|st| **st == DeliveryStatus::Held).count(), 1, "{held:?}");
     assert!(claim_webhook(s, &w, secs(300)).await.is_empty(), "held deliveries are not claimed");
-    assert_eq!(s.list_audit(&t.org.id, None, 1).await.must("audit").items[0].action, "webhook.disabled");
+    assert_eq!(s.list_audit(&t.org.id, None, None, 1).await.must("audit").items[0].action, "webhook.disabled");
 
     // Redelivering a failed delivery re-queues it with its id and history.
     let again = s.redeliver_webhook_delivery(&t.org.id, &c.delivery.id, secs(300)).await.must("redeliver").unwrap();

@@ -284,6 +284,12 @@ pub struct AuditEvent {
     pub target_id: String,
     /// Details (never secrets).
     pub details: serde_json::Value,
+    /// The target's relevant fields before the change (never secrets), when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The target's relevant fields after the change (never secrets), when it changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
     /// When.
     pub created_at: Timestamp,
 }

@@ -4,13 +4,15 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::ids::{ConversationId, LineId, MessageId, OrganizationId};
+use crate::ids::{ConversationId, LineId, MessageId, NoteId, OrganizationId, UserId};
 
 /// A refresh hint.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LiveHint {
-    /// What changed: `message.created`, `message.status`, `conversation.updated`, `line.state`.
+    /// What changed: `message.created`, `message.status`, `message.updated`,
+    /// `conversation.created`, `conversation.updated`, `note.created`, `line.state`,
+    /// `line.updated`, `access.changed` (a user's role or line permissions changed).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Organization (hints are only delivered within it).
@@ -30,6 +32,31 @@ pub struct LiveHint {
     /// Conversation version, when relevant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// Note, when relevant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note_id: Option<NoteId>,
+    /// The user concerned (`access.changed`; the new assignee of a conversation), when relevant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+}
+
+impl LiveHint {
+    /// A hint of `kind` in `organization` with no ids; set the relevant ones with struct update
+    /// syntax: `LiveHint { conversation_id: Some(id), ..LiveHint::new("conversation.updated", org) }`.
+    #[must_use]
+    pub fn new(kind: &'static str, organization_id: OrganizationId) -> Self {
+        Self {
+            kind,
+            organization_id,
+            line_id: None,
+            conversation_id: None,
+            message_id: None,
+            state: None,
+            version: None,
+            note_id: None,
+            user_id: None,
+        }
+    }
 }
 
 /// Publish/subscribe of hints.

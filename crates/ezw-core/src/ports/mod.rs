@@ -1,13 +1,16 @@
 //! Ports: the traits EZW's core uses to reach storage, providers, live subscribers and identity
 //! primitives. All are object-safe, `Send + Sync`, and used as `Arc<dyn Port>`.
 
+mod access_store;
 mod blob;
 mod identity;
 mod live;
 mod provider;
 mod store;
 mod webhook;
+mod workspace_store;
 
+pub use access_store::AccessStore;
 pub use blob::BlobStore;
 pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
 pub use live::{BroadcastHub, LiveHint, LiveHub};
@@ -24,6 +27,7 @@ pub use store::{
 pub use webhook::{
     TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookTransport, RESPONSE_EXCERPT_BYTES,
 };
+pub use workspace_store::WorkspaceStore;
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::{AccessStore, WorkspaceStore};
 use crate::error::Result;
 use crate::ids::{
     AttachmentId, ContactId, ConversationId, DeliveryId, LineId, LineTokenId, MessageId, OrganizationId, SessionId,
@@ -394,9 +395,10 @@ pub struct DeliveryResult {
     pub disable_webhook: Option<(String, AuditEvent)>,
 }
 
-/// The storage port.
+/// The storage port. Its access-control and team-inbox parts are the supertraits
+/// [`AccessStore`] and [`WorkspaceStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccessStore + WorkspaceStore + Send + Sync + 'static {
     // ---- organizations, users, sessions ----
 
     /// Creates an organization with `owner` as its owner; inserts the user when `new_user`.
@@ -582,6 +584,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<WebhookDelivery>>;
     /// Appends to the audit trail.
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
-    /// An organization's audit trail, newest first.
-    async fn list_audit(&self, org: &OrganizationId, cursor: Option<String>, limit: u32) -> Result<Page<AuditEvent>>;
+    /// An organization's audit trail, newest first; `action` keeps one action, or a family when
+    /// it ends with a dot (`membership.`).
+    ///
+    /// # Errors
+    /// `invalid_cursor` (400) for a cursor this backend did not return.
+    async fn list_audit(
+        &self,
+        org: &OrganizationId,
+        action: Option<&str>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<AuditEvent>>;
 }

@@ -35,13 +35,11 @@ pub(crate) fn change_hint(m: &MessageChange) -> LiveHint {
 
 fn change_hint_of(kind: &'static str, m: &MessageChange) -> LiveHint {
     LiveHint {
-        kind,
-        organization_id: m.organization_id.clone(),
         line_id: Some(m.line_id.clone()),
         conversation_id: Some(m.conversation_id.clone()),
         message_id: Some(m.id.clone()),
         state: Some(m.status.as_str()),
-        version: None,
+        ..LiveHint::new(kind, m.organization_id.clone())
     }
 }
 
@@ -105,13 +103,11 @@ pub(crate) async fn apply_events(inner: &Inner, events: Vec<ProviderEvent>) -> R
                     }
                 }
                 inner.live.publish(LiveHint {
-                    kind: "conversation.updated",
-                    organization_id: conversation.organization_id,
                     line_id: Some(conversation.line_id),
                     conversation_id: Some(conversation.id),
-                    message_id: None,
-                    state: None,
                     version: Some(conversation.version),
+                    user_id: conversation.assignee_id,
+                    ..LiveHint::new("conversation.updated", conversation.organization_id)
                 });
             }
         }

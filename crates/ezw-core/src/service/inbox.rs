@@ -6,7 +6,7 @@ use crate::model::Conversation;
 use crate::ports::{ConversationQuery, Page};
 use crate::principal::{LineAccess, Principal};
 
-use super::lines::authorize_line;
+use super::lines::{authorize_line, visible_line_ids};
 use super::runtime::Inner;
 
 /// Inbox service.
@@ -33,10 +33,7 @@ impl InboxService<'_> {
         if let Some(line) = line {
             authorize_line(self.inner, principal, line, LineAccess::View).await?;
         }
-        let visible_lines = match principal {
-            Principal::Line(lp) => Some(vec![lp.line_id.clone()]),
-            Principal::User(_) => None,
-        };
+        let visible_lines = visible_line_ids(self.inner, principal).await?;
         let query = ConversationQuery { line_id: line.cloned(), visible_lines, cursor, limit };
         self.inner.store.list_conversations(principal.organization_id(), &query).await
     }

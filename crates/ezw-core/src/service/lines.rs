@@ -111,6 +111,15 @@ pub(crate) async fn authorize_line_context(
     }
 }
 
+/// The lines a principal may view: `None` means every line of its organization. The inbox
+/// list, live stream and other multi-line reads filter by this.
+pub(crate) async fn visible_line_ids(_inner: &Inner, principal: &Principal) -> Result<Option<Vec<LineId>>> {
+    Ok(match principal {
+        Principal::Line(lp) => Some(vec![lp.line_id.clone()]),
+        Principal::User(_) => None,
+    })
+}
+
 pub(crate) async fn organization(inner: &Inner, principal: &Principal) -> Result<Organization> {
     inner
         .store
@@ -276,12 +285,8 @@ impl LinesService<'_> {
 
 pub(crate) fn publish_line_state(inner: &Inner, line: &Line, state: LifecycleState) {
     inner.live.publish(LiveHint {
-        kind: "line.state",
-        organization_id: line.organization_id.clone(),
         line_id: Some(line.id.clone()),
-        conversation_id: None,
-        message_id: None,
         state: Some(state.as_str()),
-        version: None,
+        ..LiveHint::new("line.state", line.organization_id.clone())
     });
 }

@@ -1,17 +1,26 @@
 //! Services: the whole API as Rust calls, each taking a [`Principal`](crate::Principal) and
 //! enforcing organization scope and line access.
 
+pub(crate) mod audit;
 mod auth;
+mod billing;
 pub(crate) mod events;
 mod inbox;
 mod ingest;
 pub(crate) mod lines;
 mod media;
+mod members;
 mod messages;
 mod orgs;
 pub(crate) mod runtime;
+mod live;
 pub(crate) mod webhooks;
 
+pub use audit::{AuditService, MAX_EVENT_TYPE_LEN};
+// [access exports]
+// [inbox exports]
+// [sends exports]
+// [live exports]
 pub use auth::{AuthService, LoginRequest, LoginResponse, SessionInfo, LINE_TOKEN_PREFIX};
 pub use inbox::InboxService;
 pub use ingest::IngestService;

@@ -15,7 +15,7 @@ use crate::ports::{
 };
 use crate::time::{Clock, SystemClock};
 
-use super::{AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService, WebhooksService};
+use super::{AuditService, AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService, WebhooksService};
 
 /// Runtime settings. Defaults suit production; tests shorten them.
 #[derive(Debug, Clone)]
@@ -299,6 +299,17 @@ impl Ezw {
     pub fn webhooks(&self) -> WebhooksService<'_> {
         WebhooksService { inner: &self.inner }
     }
+
+    /// The audit trail.
+    #[must_use]
+    pub fn audit(&self) -> AuditService<'_> {
+        AuditService { inner: &self.inner }
+    }
+
+    // [access services]
+    // [inbox services]
+    // [sends services]
+    // [live services]
 
     /// The storage port.
     #[must_use]

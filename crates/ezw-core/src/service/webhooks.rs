@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ids::{AuditEventId, DeliveryId, LineId, WebhookId};
+use crate::ids::{DeliveryId, LineId, WebhookId};
 use crate::model::{
     AuditActor, AuditEvent, DeliveryAttempt, PayloadFormat, Webhook, WebhookDelivery, WebhookEventKind,
 };
@@ -321,23 +321,6 @@ impl WebhooksService<'_> {
         Ok(delivery)
     }
 
-    /// The organization's audit trail, newest first (owners and admins).
-    ///
-    /// # Errors
-    /// 403 for operators and line tokens; 400 `invalid_cursor`.
-    pub async fn audit_log(
-        &self,
-        principal: &Principal,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<AuditEvent>> {
-        match principal {
-            Principal::User(u) if u.role.is_manager() => {}
-            _ => return Err(Error::forbidden("only owners and admins can read the audit trail")),
-        }
-        self.inner.store.list_audit(principal.organization_id(), cursor, limit).await
-    }
-
     fn transport(&self) -> Result<&dyn WebhookTransport> {
         self.inner.webhook_transport.as_deref().ok_or_else(|| {
             Error::new(
@@ -461,11 +444,7 @@ pub(crate) fn audit(
     details: serde_json::Value,
     at: crate::Timestamp,
 ) -> AuditEvent {
-    let actor = match principal {
-        Principal::User(u) => AuditActor { kind: "user", id: Some(u.user_id.to_string()) },
-        Principal::Line(l) => AuditActor { kind: "line_token", id: Some(l.token_id.to_string()) },
-    };
-    system_audit(actor, action, webhook, details, at)
+    system_audit(super::audit::actor_of(principal), action, webhook, details, at)
 }
 
 pub(crate) fn system_audit(
@@ -475,14 +454,17 @@ pub(crate) fn system_audit(
     details: serde_json::Value,
     at: crate::Timestamp,
 ) -> AuditEvent {
-    AuditEvent {
-        id: AuditEventId::generate(at.unix_ms()),
-        organization_id: webhook.organization_id.clone(),
+    super::audit::entry(
+        &webhook.organization_id,
         actor,
-        action: action.to_owned(),
-        target_kind: "webhook".to_owned(),
-        target_id: webhook.id.to_string(),
-        details,
-        created_at: at,
-    }
+        super::audit::Change {
+            action,
+            target_kind: "webhook",
+            target_id: webhook.id.to_string(),
+            before: None,
+            after: None,
+            details,
+        },
+        at,
+    )
 }

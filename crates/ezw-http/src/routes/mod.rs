@@ -1,5 +1,6 @@
 //! The router: Workspace API (`/api/...`), Channel API v1 (`/api/v1/...`).
 
+mod audit;
 mod auth;
 mod channel;
 mod hooks;
@@ -33,7 +34,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations", get(inbox::list_conversations))
         .route("/api/conversations/{conversation_id}", get(inbox::get_conversation))
         .route("/api/conversations/{conversation_id}/messages", get(inbox::list_messages))
-        .route("/api/audit", get(webhooks::audit))
+        .route("/api/audit-logs", get(audit::list))
+        // [access routes]
+        // [inbox routes]
+        // [sends routes]
+        // [live routes]
+        // [openapi routes]
         .merge(webhook_routes("/api/lines/{line_id}/webhooks"))
         // Channel API v1
         .merge(webhook_routes("/api/v1/webhooks"))

@@ -1,6 +1,6 @@
 //! Outgoing webhook configuration and delivery evidence, for one line: under
 //! `/api/v1/webhooks` with the line's API token, and under `/api/lines/{lineId}/webhooks` with a
-//! workspace token (owners and admins). Also the organization's audit trail at `/api/audit`.
+//! workspace token (owners and admins).
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use ezw_core::model::{AuditEvent, WebhookDelivery};
+use ezw_core::model::WebhookDelivery;
 use ezw_core::service::{DeliveryView, WebhookInput, WebhookView};
 use ezw_core::{DeliveryId, Error, LineId, Principal, WebhookId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -183,20 +183,4 @@ pub(crate) async fn redeliver(
     let (webhook, id) = (caller.webhook_id()?, caller.delivery_id()?);
     let delivery = state.ezw.webhooks().redeliver(&caller.principal, &caller.line_id, &webhook, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery)))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct AuditList {
-    events: Vec<AuditEvent>,
-    next_cursor: Option<String>,
-}
-
-pub(crate) async fn audit(
-    State(state): State<AppState>,
-    UserAuth(principal): UserAuth,
-    QueryArgs(q): QueryArgs<PageQuery>,
-) -> ApiResult<Json<AuditList>> {
-    let page = state.ezw.webhooks().audit_log(&principal, q.cursor, q.limit.unwrap_or(50)).await?;
-    Ok(Json(AuditList { events: page.items, next_cursor: page.next_cursor }))
 }

@@ -12,6 +12,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "line_pacing", include_str!("migrations/0003_line_pacing.sql")),
     (4, "outbox_dispatch", include_str!("migrations/0004_outbox_dispatch.sql")),
     (5, "webhooks", include_str!("migrations/0005_webhooks.sql")),
+    (6, "access", include_str!("migrations/0006_access.sql")),
+    (7, "workspace", include_str!("migrations/0007_workspace.sql")),
 ];
 
 /// Applies the migrations the database does not have yet, each in its own transaction.

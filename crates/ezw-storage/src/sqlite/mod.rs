@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: WAL, one writer thread with group commit and durable
 //! (`synchronous=FULL`) commits, a small pool of readers, migrations embedded in the binary.
 
+mod access;
 mod checkpoint;
 mod identity;
 mod inbox;
@@ -12,6 +13,7 @@ mod pool;
 mod rows;
 mod store;
 mod webhooks;
+mod workspace;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -316,8 +316,14 @@ impl Store for SqliteStore {
         self.writer.write(move |c| webhooks::record_audit(c, &a)).await
     }
 
-    async fn list_audit(&self, org: &OrganizationId, cursor: Option<String>, limit: u32) -> Result<Page<AuditEvent>> {
-        let org = org.clone();
-        self.readers.read(move |c| webhooks::list_audit(c, &org, cursor.as_deref(), limit)).await
+    async fn list_audit(
+        &self,
+        org: &OrganizationId,
+        action: Option<&str>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<AuditEvent>> {
+        let (org, action) = (org.clone(), action.map(str::to_owned));
+        self.readers.read(move |c| webhooks::list_audit(c, &org, action.as_deref(), cursor.as_deref(), limit)).await
     }
 }

@@ -528,8 +528,8 @@ pub(super) fn redeliver(
 
 pub(super) fn record_audit(conn: &Connection, a: &AuditEvent) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit_events (id, org_id, actor_kind, actor_id, action, target_kind, target_id, details, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO audit_events (id, org_id, actor_kind, actor_id, action, target_kind, target_id, details, created_at, before_json, after_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -541,7 +541,9 @@ pub(super) fn record_audit(conn: &Connection, a: &AuditEvent) -> Result<()> {
             a.target_kind,
             a.target_id,
             a.details.to_string(),
-            a.created_at.unix_ms()
+            a.created_at.unix_ms(),
+            a.before.as_ref().map(ToString::to_string),
+            a.after.as_ref().map(ToString::to_string),
         ])
     })
     .map_err(db_err)?;
@@ -551,6 +553,7 @@ pub(super) fn record_audit(conn: &Connection, a: &AuditEvent) -> Result<()> {
 pub(super) fn list_audit(
     conn: &Connection,
     org: &OrganizationId,
+    action: Option<&str>,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<AuditEvent>> {
@@ -564,11 +567,14 @@ pub(super) fn list_audit(
     let limit = limit.clamp(1, 200);
     let mut items: Vec<(AuditEvent, i64)> = conn
         .prepare_cached(
-            "SELECT id, org_id, actor_kind, actor_id, action, target_kind, target_id, details, created_at, rowid
-             FROM audit_events WHERE org_id = ?1 AND rowid < ?2 ORDER BY rowid DESC LIMIT ?3",
+            "SELECT id, org_id, actor_kind, actor_id, action, target_kind, target_id, details, created_at, rowid,
+                    before_json, after_json
+             FROM audit_events
+             WHERE org_id = ?1 AND rowid < ?2 AND (?4 IS NULL OR action = ?4 OR (substr(?4, -1) = '.' AND substr(action, 1, length(?4)) = ?4))
+             ORDER BY rowid DESC LIMIT ?3",
         )
         .and_then(|mut s| {
-            s.query_map(params![org.as_str(), before, i64::from(limit) + 1], |r| {
+            s.query_map(params![org.as_str(), before, i64::from(limit) + 1, action], |r| {
                 let kind: String = r.get(2)?;
                 let details: String = r.get(7)?;
                 let event = AuditEvent {
@@ -579,6 +585,8 @@ pub(super) fn list_audit(
                     target_kind: r.get(5)?,
                     target_id: r.get(6)?,
                     details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                    before: r.get::<_, Option<String>>(10)?.and_then(|j| serde_json::from_str(&j).ok()),
+                    after: r.get::<_, Option<String>>(11)?.and_then(|j| serde_json::from_str(&j).ok()),
                     created_at: Timestamp::from_unix_ms(r.get(8)?),
                 };
                 Ok((event, r.get::<_, i64>(9)?))

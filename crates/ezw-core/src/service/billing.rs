@@ -1,0 +1,1 @@
+//! Billing: status, gates, recovery checkout through the billing gateway port.

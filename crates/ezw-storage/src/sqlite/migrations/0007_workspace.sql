@@ -1,0 +1,2 @@
+-- Issue 6, the team inbox: line permissions, notes, conversation filters.
+SELECT 1;
