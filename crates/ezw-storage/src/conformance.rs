@@ -55,6 +55,11 @@ use ezw_core::ports::{
 use ezw_core::{ErrorKind, PhoneNumber, Result, Timestamp};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+mod access;
+mod workspace;
+pub use access::*;
+pub use workspace::*;
+
 /// A store under test, plus whatever must live as long as it (a temporary directory, a
 /// database handle...).
 pub struct Harness {
@@ -131,6 +136,10 @@ macro_rules! conformance_suite {
             webhook_config_round_trips_and_is_scoped,
             state_changes_queue_deliveries_for_subscribers_in_the_same_write,
             webhook_deliveries_lease_retry_finish_and_disable,
+            // access control (conformance/access.rs)
+            // [access cases]
+            // team inbox (conformance/workspace.rs)
+            // [workspace cases]
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

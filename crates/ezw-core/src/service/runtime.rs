@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     pub(crate) webhook_wake: Notify,
     /// Seals webhook signing secrets at rest.
     pub(crate) secrets: crate::crypto::SecretCipher,
+    /// Signs short-lived media URLs (HMAC-SHA256 key derived from the signing key).
+    pub(crate) media_key: [u8; 32],
+    // [access inner]
     this: std::sync::Weak<Inner>,
 }
 
@@ -233,6 +236,8 @@ impl EzwBuilder {
                 webhook_transport: self.webhook_transport,
                 webhook_wake: Notify::new(),
                 secrets: crate::crypto::SecretCipher::new(&crate::crypto::derive_key(&key, "webhook-secrets")),
+                media_key: crate::crypto::derive_key(&key, "media-urls"),
+                // [access build]
                 this: this.clone(),
             }),
         })

@@ -2,11 +2,17 @@
 
 mod audit;
 mod auth;
+mod billing;
 mod channel;
 mod hooks;
 mod inbox;
 mod lines;
+mod live;
+mod media;
+mod members;
+mod openapi;
 mod ops;
+mod sends;
 mod views;
 mod webhooks;
 

@@ -1,0 +1,1 @@
+//! `/api/billing/status`, `/api/billing/recovery/checkout`.

@@ -1,0 +1,1 @@
+//! `GET /api/live/stream`: Server-Sent Events hints.

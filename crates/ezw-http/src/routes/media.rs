@@ -1,0 +1,1 @@
+//! Signed media URLs: `GET /api/attachments/{attachmentId}/url` and the `/media/{attachmentId}` download.

@@ -1,0 +1,1 @@
+//! `/api/memberships`: invitations, roles, disabling.

@@ -1,0 +1,1 @@
+//! `POST /api/lines/{lineId}/send`: workspace sends, JSON or multipart with one image.
