@@ -70,8 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("retry with the same Idempotency-Key -> same message (replayed: {})", again.replayed);
 
     // Live hints say "something changed"; the store is the truth.
-    while let Ok(Ok(hint)) = tokio::time::timeout(Duration::from_secs(5), hints.recv()).await {
-        if hint.message_id.as_ref() != Some(&sent.message.id) {
+    while let Ok(Ok(event)) = tokio::time::timeout(Duration::from_secs(5), hints.recv()).await {
+        if event.hint.message_id.as_ref() != Some(&sent.message.id) {
             continue;
         }
         let m = ezw.messages().get(&owner, &sent.message.id).await?;

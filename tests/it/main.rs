@@ -13,6 +13,7 @@ mod idempotency;
 mod inbox;
 mod live;
 mod meta_e2e;
+mod openapi;
 mod prism;
 mod scoping;
 mod twilio_e2e;

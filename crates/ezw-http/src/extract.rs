@@ -144,3 +144,159 @@ impl FromRequestParts<AppState> for UserAuth {
         Ok(Self(state.ezw.auth().authenticate_id_token(token).await?))
     }
 }
+
+/// The largest text field of a multipart form (16 KiB).
+pub const MAX_FORM_FIELD_BYTES: usize = 16 * 1024;
+/// Room a multipart body may take beyond its file: text fields, part headers, boundaries.
+const MULTIPART_OVERHEAD: usize = 1024 * 1024;
+
+/// What a `multipart/form-data` request may carry: these text fields (each at most once) and
+/// at most one file, in the part named `file_field`, of at most `max_file_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadSpec {
+    /// The names of the text fields.
+    pub text_fields: &'static [&'static str],
+    /// The name of the file part.
+    pub file_field: &'static str,
+    /// The largest file accepted.
+    pub max_file_bytes: usize,
+}
+
+/// The file part of an upload form.
+#[derive(Clone)]
+pub struct UploadedFile {
+    /// The part's file name, as the client sent it.
+    pub filename: Option<String>,
+    /// The bytes (the part's declared `Content-Type` is deliberately not kept: types are told
+    /// from the bytes).
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for UploadedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadedFile").field("filename", &self.filename).field("len", &self.bytes.len()).finish()
+    }
+}
+
+/// A `multipart/form-data` body read under an [`UploadSpec`], never buffering more than its
+/// limits: `400 invalid_multipart` (malformed), `400 invalid_request` (an unknown, unnamed or
+/// repeated part, a text part that is not UTF-8), `400 too_many_files` (a second file), `413
+/// payload_too_large` (the file over its limit, a text part over [`MAX_FORM_FIELD_BYTES`], or
+/// the whole body over the file limit plus 1 MiB).
+#[derive(Debug, Default)]
+pub struct UploadForm {
+    /// The text fields, in the order received.
+    pub fields: Vec<(String, String)>,
+    /// The file, when one was sent.
+    pub file: Option<UploadedFile>,
+}
+
+/// Whether the request says `Content-Type: multipart/form-data`.
+pub fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+fn too_large(what: &str, limit: usize) -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::PayloadTooLarge,
+        "payload_too_large",
+        format!("{what} is larger than {limit} bytes"),
+    ))
+}
+
+fn multipart_error(e: &axum::extract::multipart::MultipartError, body_limit: usize) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        too_large("the request body", body_limit)
+    } else {
+        ApiError::invalid("invalid_multipart", format!("the multipart body could not be read: {}", e.body_text()))
+    }
+}
+
+impl UploadForm {
+    /// Reads the form.
+    ///
+    /// # Errors
+    /// The 400 and 413 answers listed on [`UploadForm`].
+    pub async fn read(mut req: Request, spec: UploadSpec) -> Result<Self, ApiError> {
+        let body_limit = spec.max_file_bytes.saturating_add(MULTIPART_OVERHEAD);
+        axum::extract::DefaultBodyLimit::max(body_limit).apply(&mut req);
+        let mut multipart = axum::extract::Multipart::from_request(req, &()).await.map_err(|e| {
+            ApiError::invalid("invalid_multipart", format!("expected a multipart/form-data body: {}", e.body_text()))
+        })?;
+        let mut form = Self::default();
+        let mut oversized = None;
+        loop {
+            let mut field = match multipart.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => break,
+                Err(e) => return Err(oversized.unwrap_or_else(|| multipart_error(&e, body_limit))),
+            };
+            if oversized.is_some() {
+                // Drain what the client still sends (within the body limit), so it reads the
+                // answer instead of a reset connection.
+                while let Ok(Some(_)) = field.chunk().await {}
+                continue;
+            }
+            let name = field.name().unwrap_or_default().to_owned();
+            let is_file = field.file_name().is_some() || name == spec.file_field;
+            if is_file && form.file.is_some() {
+                return Err(ApiError::invalid(
+                    "too_many_files",
+                    format!("send exactly one file, in the part {}", spec.file_field),
+                ));
+            }
+            if is_file && name != spec.file_field {
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    format!("unexpected file part '{name}'; the file goes in the part {}", spec.file_field),
+                ));
+            }
+            if !is_file && !spec.text_fields.contains(&name.as_str()) {
+                return Err(ApiError::invalid("invalid_request", format!("unexpected form part '{name}'")));
+            }
+            if !is_file && form.fields.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::invalid("invalid_request", format!("the form part '{name}' was sent twice")));
+            }
+            let limit = if is_file { spec.max_file_bytes } else { MAX_FORM_FIELD_BYTES };
+            let filename = field.file_name().map(str::to_owned);
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e, body_limit))? {
+                if bytes.len() + chunk.len() > limit {
+                    oversized = Some(if is_file {
+                        too_large("the file", limit)
+                    } else {
+                        too_large(&format!("the form part '{name}'"), limit)
+                    });
+                    while let Ok(Some(_)) = field.chunk().await {}
+                    break;
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            if oversized.is_some() {
+                continue;
+            }
+            if is_file {
+                form.file = Some(UploadedFile { filename, bytes });
+            } else {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    ApiError::invalid("invalid_request", format!("the form part '{name}' is not UTF-8 text"))
+                })?;
+                form.fields.push((name, text));
+            }
+        }
+        match oversized {
+            Some(e) => Err(e),
+            None => Ok(form),
+        }
+    }
+
+    /// A text field's value.
+    #[must_use]
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}

@@ -3,21 +3,26 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use ezw_core::model::BillingState;
+use ezw_core::OrganizationId;
 use ezw_http::{start, ServerOptions};
 
-/// EZW server: WhatsApp support inbox API.
+/// EZW server: WhatsApp support inbox API. Without a command, runs the server.
 #[derive(Debug, Parser)]
 #[command(name = "ezw-server", version, about)]
 struct Cli {
+    /// An administrative command on the data directory instead of running the server.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "EZW_BIND", default_value = "127.0.0.1:3010")]
     bind: SocketAddr,
     /// Directory for the database, the server key and demo.json.
-    #[arg(long, env = "EZW_DATA_DIR", default_value = "./ezw-data")]
+    #[arg(long, env = "EZW_DATA_DIR", default_value = "./ezw-data", global = true)]
     data_dir: PathBuf,
     /// Database URL (default: the SQLite file `ezw.db` in the data directory).
-    #[arg(long, env = "EZW_DATABASE_URL")]
+    #[arg(long, env = "EZW_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// The public base URL vendors reach this server at (webhooks, Twilio status callbacks and
     /// signatures use it). Default: http://<bind>.
@@ -35,12 +40,71 @@ struct Cli {
     demo: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Billing administration (works beside a running server).
+    #[command(subcommand)]
+    Billing(BillingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingCommand {
+    /// Settles a checkout (payment confirmed): the checkout becomes settled and its
+    /// organization active. Audited as `billing.checkout_settled` by `system`.
+    Settle {
+        /// The checkout id (`chk_...`) from the customer or `GET /api/billing/status`.
+        checkout_id: String,
+    },
+    /// Sets an organization's billing state. Audited as `billing.state_changed` by `system`.
+    SetState {
+        /// The organization id (`org_...`).
+        organization_id: String,
+        /// The new state.
+        #[arg(value_parser = ["active", "pending", "restricted"])]
+        state: String,
+    },
+}
+
+/// Runs an administrative command; prints the result as JSON.
+async fn run_admin(cli: &Cli, command: &Command) -> Result<serde_json::Value, ezw_core::Error> {
+    let ezw = ezw_http::server::open_admin(&cli.data_dir, cli.database_url.as_deref())?;
+    let Command::Billing(billing) = command;
+    match billing {
+        BillingCommand::Settle { checkout_id } => {
+            let (checkout, organization) = ezw.billing().settle_checkout(checkout_id).await?;
+            Ok(serde_json::json!({ "checkout": checkout, "organization": organization }))
+        }
+        BillingCommand::SetState { organization_id, state } => {
+            let org = OrganizationId::parse(organization_id).ok_or_else(|| {
+                ezw_core::Error::invalid("invalid_organization_id", "not an organization id (org_...)")
+            })?;
+            let state = BillingState::parse(state)
+                .ok_or_else(|| ezw_core::Error::invalid("invalid_state", "active, pending or restricted"))?;
+            let organization = ezw.billing().set_state(&org, state).await?;
+            Ok(serde_json::json!({ "organization": organization }))
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
+    if let Some(command) = &cli.command {
+        return match run_admin(&cli, command).await {
+            Ok(result) => {
+                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ezw-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let mut config = ezw_core::EzwConfig::default();
     config.lease = std::time::Duration::from_millis(cli.outbox_lease_ms);
     let options = ServerOptions::new(cli.bind, cli.data_dir.clone())

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ezw_core::crypto::{derive_key, SecretCipher};
-use ezw_core::{Clock, Error, Ezw, EzwConfig, Result, SystemClock, WorkerHandle};
+use ezw_core::ports::{BillingGateway, Mailer};
+use ezw_core::{Clock, Error, Ezw, EzwBuilder, EzwConfig, Result, SystemClock, WorkerHandle};
 use ezw_providers::meta::{MetaOptions, MetaProvider};
 use ezw_providers::sim::SimProvider;
 use ezw_providers::twilio::{TwilioOptions, TwilioProvider};
@@ -36,6 +37,8 @@ pub struct ServerOptions {
     public_url: Option<url::Url>,
     provider_timeout: Duration,
     allow_private_webhook_targets: bool,
+    mailer: Option<Arc<dyn Mailer>>,
+    billing_gateway: Option<Arc<dyn BillingGateway>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -63,7 +66,33 @@ impl ServerOptions {
             public_url: None,
             provider_timeout: Duration::from_secs(30),
             allow_private_webhook_targets: false,
+            mailer: None,
+            billing_gateway: None,
         }
+    }
+
+    /// Where invitations go (default: the runtime's `LogMailer`, which never logs the token).
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Where checkout sessions come from (default: the manual gateway, settled with
+    /// `ezw-server billing settle`).
+    pub fn billing_gateway(mut self, gateway: Arc<dyn BillingGateway>) -> Self {
+        self.billing_gateway = Some(gateway);
+        self
+    }
+
+    /// The mailer and billing gateway, when set, on `builder`.
+    fn access_ports(&self, mut builder: EzwBuilder) -> EzwBuilder {
+        if let Some(mailer) = self.mailer.clone() {
+            builder = builder.mailer(mailer);
+        }
+        if let Some(gateway) = self.billing_gateway.clone() {
+            builder = builder.billing_gateway(gateway);
+        }
+        builder
     }
 
     /// Let webhooks target loopback, private and link-local addresses (default off: the SSRF
@@ -226,9 +255,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     let blobs = Arc::new(FsBlobStore::open(options.data_dir.join("blobs"))?);
     let builder = ezw_core::Ezw::builder(store.clone())
         .clock(options.clock.clone())
-        .config(options.config.clone())
+        .config(runtime_config(&options.config, &public_url))
         .blob_store(blobs)
         .webhook_transport(Arc::new(HttpWebhookTransport::new(options.allow_private_webhook_targets)));
+    let builder = options.access_ports(builder);
     let sim = SimProvider::new(options.clock.clone(), builder.event_sink());
     let meta = MetaProvider::new(MetaOptions { http: http.clone(), cipher: cipher.clone() });
     let twilio = TwilioProvider::new(TwilioOptions {
@@ -252,7 +282,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     let app = router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     let (stop, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // Connect info gives handlers the peer address (login and signup throttling per address).
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })
@@ -260,6 +291,35 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     });
     tracing::info!(%addr, public_url = %public_url, "ezw-server listening");
     Ok(RunningServer { addr, ezw, sim, sqlite: store, demo, stop, http, workers, grace: options.shutdown_grace })
+}
+
+/// The runtime settings, with media links built on the public URL unless set explicitly.
+fn runtime_config(config: &EzwConfig, public_url: &url::Url) -> EzwConfig {
+    let mut config = config.clone();
+    if config.media_base_url.is_none() {
+        config.media_base_url = Some(public_url.clone());
+    }
+    config
+}
+
+/// Opens an existing data directory for administrative commands (`ezw-server billing ...`): the
+/// database and server key, no listener, providers or workers. Safe beside a running server
+/// (SQLite serialises the writers).
+///
+/// # Errors
+/// `not_found` when the directory has no database or no server key yet (start the server once).
+pub fn open_admin(data_dir: &Path, database_url: Option<&str>) -> Result<Ezw> {
+    let db_path = sqlite_path(database_url, data_dir)?;
+    let missing = |what: String| Error::new(ezw_core::ErrorKind::NotFound, "not_found", what);
+    if !db_path.exists() {
+        return Err(missing(format!("no database at {}", db_path.display())));
+    }
+    if !data_dir.join("server.key").exists() {
+        return Err(missing(format!("no server key in {}", data_dir.display())));
+    }
+    let key = server_key(data_dir)?;
+    let store = Arc::new(SqliteStore::open(&db_path)?);
+    ezw_core::Ezw::builder(store).signing_key(&derive_key(&key, "ezw id tokens v1")).build()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -138,8 +138,29 @@ macro_rules! conformance_suite {
             webhook_deliveries_lease_retry_finish_and_disable,
             // access control (conformance/access.rs)
             // [access cases]
+            refresh_tokens_rotate_to_a_new_hash,
+            a_reused_refresh_token_revokes_the_session,
+            expired_and_revoked_sessions_do_not_rotate,
+            used_hashes_of_expired_sessions_are_forgotten,
+            concurrent_refreshes_with_one_token_rotate_once,
+            invitations_create_users_replace_tokens_and_are_accepted_once,
+            invitation_guards_hold,
+            membership_updates_guard_the_last_owner_and_revoke_sessions,
+            members_are_listed_by_status_and_scoped,
+            billing_usage_counts_lines_seats_and_the_open_checkout,
+            settling_a_checkout_activates_the_organization_once,
             // team inbox (conformance/workspace.rs)
             // [workspace cases]
+            line_permissions_round_trip_and_are_scoped,
+            visible_line_ids_follow_view_permissions,
+            line_creation_is_idempotent_and_respects_slots,
+            line_token_rotation_is_audited,
+            default_assignee_routes_new_conversations,
+            archive_line_fails_queued_work_and_stays_archived,
+            inbox_list_filters_search_and_paginates,
+            assignment_is_compare_and_set,
+            contact_names_are_set_and_scoped,
+            notes_are_listed_newest_first_and_scoped,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -247,6 +268,7 @@ fn new_org(at: Timestamp, billing_state: BillingState) -> Organization {
         slug: format!("conf-{}", id.as_str().to_ascii_lowercase()),
         billing_state,
         line_slots: 5,
+        plan: ezw_core::model::DEFAULT_PLAN.into(),
         created_at: at,
         id,
     }
@@ -1664,8 +1686,8 @@ pub async fn conversations_are_ordered_filtered_and_paginated(store: Arc<dyn Sto
     let query = |line_id: Option<&LineId>, visible: Option<Vec<LineId>>, limit: u32| ConversationQuery {
         line_id: line_id.cloned(),
         visible_lines: visible,
-        cursor: None,
         limit,
+        ..ConversationQuery::default()
     };
     let flat = |pages: Vec<Vec<ConversationId>>| pages.into_iter().flatten().collect::<Vec<_>>();
 

@@ -1,6 +1,6 @@
 use serde::Serialize;
 
-use crate::ids::{AttachmentId, ContactId, ConversationId, LineId, MessageId, OrganizationId, UserId};
+use crate::ids::{AttachmentId, ContactId, ConversationId, LineId, MessageId, NoteId, OrganizationId, UserId};
 use crate::phone::PhoneNumber;
 use crate::time::Timestamp;
 
@@ -46,6 +46,41 @@ pub struct Conversation {
     pub last_message_at: Option<Timestamp>,
     /// Last inbound message (the 24-hour customer-care window starts here).
     pub last_inbound_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A conversation as the inbox lists it: the conversation with its contact's names.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxConversation {
+    /// The conversation.
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// The contact's internal display name.
+    pub contact_display_name: Option<String>,
+    /// The contact's WhatsApp profile name.
+    pub contact_profile_name: Option<String>,
+}
+
+/// An internal note on a conversation: seen by the team only, never sent to WhatsApp, never in
+/// webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    /// Id.
+    pub id: NoteId,
+    /// Organization.
+    #[serde(skip)]
+    pub organization_id: OrganizationId,
+    /// Conversation.
+    pub conversation_id: ConversationId,
+    /// The conversation's line.
+    pub line_id: LineId,
+    /// Who wrote it.
+    pub author_id: UserId,
+    /// Text (1 to 4000 characters).
+    pub body: String,
     /// Creation time.
     pub created_at: Timestamp,
 }

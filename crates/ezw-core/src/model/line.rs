@@ -285,6 +285,61 @@ impl Pacing {
     }
 }
 
+/// What a user may do on one line: see it (its conversations, messages, notes and media) and
+/// send from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineRights {
+    /// See the line and everything on it.
+    pub can_view: bool,
+    /// Send from the line (only together with `can_view`).
+    pub can_send: bool,
+}
+
+impl LineRights {
+    /// The workspace default for an operator without an explicit permission on a line: view
+    /// and send. Owners and admins always have [`LineRights::FULL`].
+    pub const OPERATOR_DEFAULT: Self = Self { can_view: true, can_send: true };
+    /// Everything: owners and admins on every line of their organization.
+    pub const FULL: Self = Self { can_view: true, can_send: true };
+
+    /// Whether the combination is allowed (`can_send` needs `can_view`).
+    #[must_use]
+    pub fn is_valid(self) -> bool {
+        self.can_view || !self.can_send
+    }
+}
+
+/// An explicit permission of one operator on one line; without one, the operator has
+/// [`LineRights::OPERATOR_DEFAULT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinePermission {
+    /// Organization.
+    #[serde(skip)]
+    pub organization_id: OrganizationId,
+    /// Line.
+    pub line_id: LineId,
+    /// The user it applies to.
+    pub user_id: UserId,
+    /// See the line and everything on it.
+    pub can_view: bool,
+    /// Send from the line.
+    pub can_send: bool,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Who made the last change.
+    pub updated_by: Option<UserId>,
+}
+
+impl LinePermission {
+    /// The rights this permission grants.
+    #[must_use]
+    pub fn rights(&self) -> LineRights {
+        LineRights { can_view: self.can_view, can_send: self.can_send }
+    }
+}
+
 /// A line API token as stored: only the SHA-256 of the token is kept.
 #[derive(Debug, Clone)]
 pub struct LineTokenRecord {

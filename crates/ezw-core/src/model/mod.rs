@@ -10,12 +10,14 @@ mod org;
 mod webhook;
 
 pub use inbox::{Attachment, Contact, Conversation};
+pub use inbox::{InboxConversation, Note};
+pub use line::{LinePermission, LineRights};
 pub use line::{EffectiveSendState, HealthStatus, LifecycleState, Line, LineTokenRecord, Pacing, ProviderKind};
 pub use message::{
     CtaUrlButton, Direction, InteractiveReply, Location, MediaKind, MediaRef, Message, MessageContent, MessageError,
     MessageKind, MessageStatus, Reaction, StatusTimestamps, TemplateRef,
 };
-pub use org::{BillingState, Membership, MembershipStatus, Organization, Role, User};
+pub use org::{BillingState, Checkout, Member, Membership, MembershipStatus, Organization, Role, User, DEFAULT_PLAN};
 pub use webhook::{
     AuditActor, AuditEvent, DeliveryAttempt, DeliveryStatus, PayloadFormat, Webhook, WebhookDelivery, WebhookEventKind,
 };

@@ -17,9 +17,14 @@ pub struct Organization {
     pub billing_state: BillingState,
     /// Number of lines the plan allows.
     pub line_slots: u32,
+    /// The billing plan (`standard` unless an operator or a billing gateway says otherwise).
+    pub plan: String,
     /// Creation time.
     pub created_at: Timestamp,
 }
+
+/// The plan new organizations get.
+pub const DEFAULT_PLAN: &str = "standard";
 
 /// The billing state of an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,6 +64,18 @@ impl BillingState {
     #[must_use]
     pub fn allows_sending(self) -> bool {
         matches!(self, Self::Active | Self::Pending)
+    }
+
+    /// Whether new lines may be added (within the line slots).
+    #[must_use]
+    pub fn allows_new_lines(self) -> bool {
+        matches!(self, Self::Active | Self::Pending)
+    }
+
+    /// Whether a recovery checkout may be started (the workspace is not paid up).
+    #[must_use]
+    pub fn needs_checkout(self) -> bool {
+        matches!(self, Self::Restricted | Self::Pending)
     }
 }
 
@@ -169,4 +186,60 @@ pub struct Membership {
     pub status: MembershipStatus,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+/// A member of an organization as the team administration shows it: the membership with the
+/// user's email and name.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// User.
+    pub user_id: UserId,
+    /// Login email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Status.
+    pub status: MembershipStatus,
+    /// When the membership was created.
+    pub created_at: Timestamp,
+    /// When its role or status last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A billing checkout session (recovery or first payment), as created by a billing gateway.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkout {
+    /// The gateway's id for it.
+    pub id: String,
+    /// Organization.
+    pub organization_id: OrganizationId,
+    /// The plan it pays for.
+    pub plan: String,
+    /// The line slots it pays for.
+    pub line_slots: u32,
+    /// The gateway's status (`awaiting_operator`, ...), or `settled` once paid.
+    pub status: String,
+    /// Where the customer pays, when the gateway has a payment page.
+    pub url: Option<String>,
+    /// What the customer should do, when the gateway says.
+    pub instructions: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When it was settled.
+    pub settled_at: Option<Timestamp>,
+}
+
+impl Checkout {
+    /// The status of a settled checkout.
+    pub const SETTLED: &'static str = "settled";
+
+    /// Whether it still waits for payment.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.settled_at.is_none()
+    }
 }

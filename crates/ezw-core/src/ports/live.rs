@@ -1,10 +1,19 @@
 //! Live hints: small "something changed, refetch" notices for SSE clients. Never the source
 //! of truth.
+//!
+//! A hub numbers every hint it publishes and keeps the most recent ones for a while, so a client
+//! that reconnects with the id of the last hint it saw gets what it missed, or learns that the
+//! gap is too old and it must refetch everything.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::ids::{ConversationId, LineId, MessageId, NoteId, OrganizationId, UserId};
+use crate::time::{Clock, Timestamp};
 
 /// A refresh hint.
 #[derive(Debug, Clone, Serialize)]
@@ -59,40 +68,214 @@ impl LiveHint {
     }
 }
 
+/// A published hint with its place in the hub's sequence.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// The hub's id for it (`<hub epoch>.<sequence>`), what SSE sends as the event id and
+    /// clients send back as `Last-Event-ID`.
+    pub id: LiveEventId,
+    /// The hint.
+    pub hint: LiveHint,
+}
+
+/// The id of a published hint: the hub instance (its epoch) and a sequence number that grows
+/// by one per hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LiveEventId {
+    /// Which hub instance numbered it (a restarted hub has another epoch).
+    pub epoch: u64,
+    /// The sequence number within that hub.
+    pub seq: u64,
+}
+
+impl LiveEventId {
+    /// Parses the `epoch.seq` form sent to clients; `None` for anything else.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (epoch, seq) = raw.trim().split_once('.')?;
+        let all_digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(epoch) || !all_digits(seq) {
+            return None;
+        }
+        Some(Self { epoch: epoch.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
+impl std::fmt::Display for LiveEventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.epoch, self.seq)
+    }
+}
+
+/// What a hub can replay after an event id.
+#[derive(Debug, Clone)]
+pub enum Replay {
+    /// Every hint published after the id, oldest first (possibly none).
+    Events(Vec<Arc<LiveEvent>>),
+    /// The id is older than the replay window, or from another hub instance: hints were lost,
+    /// the client must refetch everything.
+    Gap,
+}
+
 /// Publish/subscribe of hints.
 pub trait LiveHub: Send + Sync + 'static {
     /// Publishes a hint to the organization's subscribers (best effort).
     fn publish(&self, hint: LiveHint);
-    /// Subscribes to every hint; consumers filter by organization and visibility.
-    fn subscribe(&self) -> broadcast::Receiver<LiveHint>;
+    /// Subscribes to every hint published from now on; consumers filter by organization and
+    /// visibility.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>>;
+    /// The hints published after `after`, when they are still in the replay window.
+    fn replay_since(&self, after: LiveEventId) -> Replay;
+    /// The id of the last published hint (what a new subscriber has seen "up to").
+    fn last_event_id(&self) -> LiveEventId;
 }
 
-/// An in-process hub on a tokio broadcast channel (slow subscribers skip hints, then refetch).
-#[derive(Debug, Clone)]
+struct Recent {
+    seq: u64,
+    events: VecDeque<(Timestamp, Arc<LiveEvent>)>,
+}
+
+/// An in-process hub on a tokio broadcast channel (slow subscribers skip hints, then refetch),
+/// keeping the last `capacity` hints of the last `window` for resuming.
 pub struct BroadcastHub {
-    tx: broadcast::Sender<LiveHint>,
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    epoch: u64,
+    recent: Mutex<Recent>,
+    capacity: usize,
+    window: Duration,
+    clock: Arc<dyn Clock>,
 }
 
-impl BroadcastHub {
-    /// A hub buffering up to `capacity` hints per subscriber.
-    #[must_use]
-    pub fn new(capacity: usize) -> Self {
-        Self { tx: broadcast::channel(capacity.max(1)).0 }
+impl std::fmt::Debug for BroadcastHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BroadcastHub").field("epoch", &self.epoch).field("capacity", &self.capacity).finish()
     }
 }
 
-impl Default for BroadcastHub {
-    fn default() -> Self {
-        Self::new(1024)
+impl BroadcastHub {
+    /// A hub buffering up to 1024 hints per subscriber and keeping up to `capacity` hints of
+    /// the last `window` (on `clock`) for resuming.
+    #[must_use]
+    pub fn new(capacity: usize, window: Duration, clock: Arc<dyn Clock>) -> Self {
+        // The epoch tells this hub's ids from an earlier process's: its start time in ms plus
+        // randomness, so two hubs started in the same millisecond still differ.
+        let epoch = (clock.now().unix_ms().unsigned_abs() << 16) | u64::from(rand::random::<u16>());
+        Self {
+            tx: broadcast::channel(1024).0,
+            epoch,
+            recent: Mutex::new(Recent { seq: 0, events: VecDeque::new() }),
+            capacity: capacity.max(1),
+            window,
+            clock,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn prune(&self, recent: &mut Recent, now: Timestamp) {
+        let oldest = now.minus(self.window);
+        while recent.events.len() > self.capacity || recent.events.front().is_some_and(|(at, _)| *at < oldest) {
+            recent.events.pop_front();
+        }
     }
 }
 
 impl LiveHub for BroadcastHub {
     fn publish(&self, hint: LiveHint) {
-        let _ = self.tx.send(hint);
+        let now = self.clock.now();
+        let mut recent = self.lock();
+        recent.seq += 1;
+        let event = Arc::new(LiveEvent { id: LiveEventId { epoch: self.epoch, seq: recent.seq }, hint });
+        recent.events.push_back((now, event.clone()));
+        self.prune(&mut recent, now);
+        // Sent under the lock so subscribers see events in sequence order.
+        let _ = self.tx.send(event);
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<LiveHint> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.tx.subscribe()
+    }
+
+    fn replay_since(&self, after: LiveEventId) -> Replay {
+        let mut recent = self.lock();
+        self.prune(&mut recent, self.clock.now());
+        if after.epoch != self.epoch || after.seq > recent.seq {
+            return Replay::Gap;
+        }
+        let first_kept = recent.events.front().map_or(recent.seq + 1, |(_, e)| e.id.seq);
+        // The client saw `after.seq`; everything from `after.seq + 1` must still be here.
+        if after.seq + 1 < first_kept {
+            return Replay::Gap;
+        }
+        Replay::Events(recent.events.iter().filter(|(_, e)| e.id.seq > after.seq).map(|(_, e)| e.clone()).collect())
+    }
+
+    fn last_event_id(&self) -> LiveEventId {
+        LiveEventId { epoch: self.epoch, seq: self.lock().seq }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::ManualClock;
+
+    fn hub(capacity: usize, clock: &ManualClock) -> BroadcastHub {
+        BroadcastHub::new(capacity, Duration::from_secs(300), Arc::new(clock.clone()))
+    }
+
+    fn hint(n: u32) -> LiveHint {
+        LiveHint { version: Some(i64::from(n)), ..LiveHint::new("conversation.updated", OrganizationId::from_raw("org_t")) }
+    }
+
+    fn versions(replay: Replay) -> Vec<i64> {
+        match replay {
+            Replay::Events(events) => events.iter().map(|e| e.hint.version.unwrap()).collect(),
+            Replay::Gap => panic!("unexpected gap"),
+        }
+    }
+
+    #[test]
+    fn replays_what_came_after_an_id() {
+        let clock = ManualClock::new(Timestamp::from_unix_ms(1_000_000));
+        let hub = hub(100, &clock);
+        let start = hub.last_event_id();
+        for n in 1..=5 {
+            hub.publish(hint(n));
+        }
+        assert_eq!(versions(hub.replay_since(start)), [1, 2, 3, 4, 5]);
+        let third = LiveEventId { seq: start.seq + 3, ..start };
+        assert_eq!(versions(hub.replay_since(third)), [4, 5]);
+        assert_eq!(versions(hub.replay_since(hub.last_event_id())), Vec::<i64>::new());
+        assert_eq!(LiveEventId::parse(&third.to_string()), Some(third));
+    }
+
+    #[test]
+    fn too_old_foreign_or_future_ids_are_gaps() {
+        let clock = ManualClock::new(Timestamp::from_unix_ms(1_000_000));
+        let hub = hub(3, &clock);
+        let start = hub.last_event_id();
+        for n in 1..=5 {
+            hub.publish(hint(n));
+        }
+        assert!(matches!(hub.replay_since(start), Replay::Gap), "beyond the capacity");
+        let second = LiveEventId { seq: start.seq + 2, ..start };
+        assert_eq!(versions(hub.replay_since(second)), [3, 4, 5], "the last three are kept");
+        assert!(matches!(hub.replay_since(LiveEventId { epoch: start.epoch + 1, seq: 2 }), Replay::Gap));
+        assert!(matches!(hub.replay_since(LiveEventId { seq: 99, ..start }), Replay::Gap));
+
+        clock.advance(Duration::from_secs(301));
+        assert!(matches!(hub.replay_since(second), Replay::Gap), "beyond the window");
+        assert_eq!(versions(hub.replay_since(hub.last_event_id())), Vec::<i64>::new(), "nothing missed");
+    }
+
+    #[test]
+    fn ids_parse_strictly() {
+        assert_eq!(LiveEventId::parse("12.34"), Some(LiveEventId { epoch: 12, seq: 34 }));
+        for bad in ["", "12", ".3", "1.", "a.1", "1.-2", "1.2.3", "99999999999999999999999.1"] {
+            assert_eq!(LiveEventId::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -2,18 +2,26 @@
 //! primitives. All are object-safe, `Send + Sync`, and used as `Arc<dyn Port>`.
 
 mod access_store;
+mod billing;
 mod blob;
 mod identity;
 mod live;
+mod mailer;
 mod provider;
 mod store;
 mod webhook;
 mod workspace_store;
 
 pub use access_store::AccessStore;
+pub use access_store::{
+    BillingUsage, InvitationAcceptance, InvitationRecord, MembershipState, MembershipUpdate, NewInvitation,
+    RefreshRotation,
+};
+pub use billing::{BillingGateway, CheckoutRequest, CheckoutSession, ManualBillingGateway, AWAITING_OPERATOR};
+pub use mailer::{InvitationMail, LogMailer, Mailer};
 pub use blob::BlobStore;
 pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
-pub use live::{BroadcastHub, LiveHint, LiveHub};
+pub use live::{BroadcastHub, LiveEvent, LiveEventId, LiveHint, LiveHub, Replay};
 pub use provider::{
     Capabilities, EventSink, FetchedMedia, InboundRequest, IngestOutcome, IngestResponse, LineProvider,
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt,
@@ -28,6 +36,9 @@ pub use webhook::{
     TransportError, TransportErrorKind, WebhookRequest, WebhookResponse, WebhookTransport, RESPONSE_EXCERPT_BYTES,
 };
 pub use workspace_store::WorkspaceStore;
+pub use workspace_store::{
+    ArchivedLine, AssignConversation, AssignOutcome, CreateLine, CreateLineOutcome, LineAccessContext, LineIdempotency,
+};
 
 #[cfg(test)]
 mod tests {
@@ -44,6 +55,8 @@ mod tests {
         _: &dyn TokenSigner,
         _: &dyn crate::time::Clock,
         _: &dyn WebhookTransport,
+        _: &dyn Mailer,
+        _: &dyn BillingGateway,
     ) {
     }
 

@@ -330,13 +330,23 @@ pub struct LineTokenMatch {
     pub billing_state: BillingState,
 }
 
-/// Conversation list filters.
+/// Conversation list filters; every filter that is set applies (AND).
 #[derive(Debug, Clone, Default)]
 pub struct ConversationQuery {
     /// Only this line.
     pub line_id: Option<LineId>,
     /// Only these lines (visibility), when set.
     pub visible_lines: Option<Vec<LineId>>,
+    /// Only conversations assigned to this user.
+    pub assignee_id: Option<UserId>,
+    /// Only conversations without an assignee.
+    pub unassigned: bool,
+    /// Only conversations with this Kanban `status_key`.
+    pub status_key: Option<String>,
+    /// Only conversations whose contact matches: the text in the display name or WhatsApp
+    /// profile name (case-insensitive), or its digits in the phone number. Matched literally
+    /// (no wildcards).
+    pub search: Option<String>,
     /// Cursor from a previous page.
     pub cursor: Option<String>,
     /// Page size.

@@ -1,20 +1,30 @@
-//! Lines: creation, visibility, API tokens, health.
+//! Lines: creation, visibility and per-line permissions, API tokens, health, default assignee,
+//! archiving.
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::crypto::{random_token, sha256_hex};
-use crate::error::{Error, Result};
-use crate::ids::{LineId, LineTokenId};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{LineId, LineTokenId, UserId};
 use crate::model::{
-    EffectiveSendState, HealthStatus, LifecycleState, Line, LineTokenRecord, Organization, ProviderKind,
+    BillingState, EffectiveSendState, HealthStatus, LifecycleState, Line, LinePermission, LineRights, LineTokenRecord,
+    MembershipStatus, Organization, ProviderKind,
 };
 use crate::phone::PhoneNumber;
-use crate::ports::{LineContext, LiveHint};
+use crate::ports::{CreateLine, CreateLineOutcome, LineContext, LineIdempotency, LiveHint};
 use crate::principal::{LineAccess, Principal};
 use crate::secret::Secret;
 
+use super::audit::{actor_of, entry, Change};
 use super::auth::LINE_TOKEN_PREFIX;
+use super::messages::MAX_IDEMPOTENCY_KEY_LEN;
 use super::runtime::Inner;
+
+mod admin;
+mod permissions;
+
+pub use permissions::LinePermissions;
 
 /// A line to create.
 #[derive(Debug, Clone)]
@@ -29,6 +39,15 @@ pub struct NewLine {
     pub provider_config: serde_json::Value,
     /// Send pacing; `None` uses the provider's defaults.
     pub pacing: Option<crate::model::Pacing>,
+}
+
+/// The result of [`LinesService::create`].
+#[derive(Debug, Clone)]
+pub struct CreatedLine {
+    /// The line.
+    pub line: Line,
+    /// Whether this is the line an earlier request with the same idempotency key created.
+    pub replayed: bool,
 }
 
 /// A freshly created or rotated line token: shown once.
@@ -73,7 +92,7 @@ pub struct LinesService<'a> {
 }
 
 /// Loads a line within the principal's organization and checks access. Another organization's
-/// line, or another line for a line token, is a 404.
+/// line, another line for a line token, or a line an operator may not view is a 404.
 pub(crate) async fn authorize_line(
     inner: &Inner,
     principal: &Principal,
@@ -83,41 +102,131 @@ pub(crate) async fn authorize_line(
     authorize_line_context(inner, principal, line_id, access).await.map(|c| c.line)
 }
 
-/// [`authorize_line`], also returning the organization's billing state (one read).
+/// [`authorize_line`], also returning the organization's billing state (one read): a line token
+/// reaches its own line; owners and admins every line of their organization; an operator what
+/// their explicit permission on the line allows, or [`LineRights::OPERATOR_DEFAULT`] without
+/// one. Viewing is needed for everything (else 404); sending without the right is 403
+/// `line_send_denied`; managing is for owners and admins (403).
 pub(crate) async fn authorize_line_context(
     inner: &Inner,
     principal: &Principal,
     line_id: &LineId,
     access: LineAccess,
 ) -> Result<LineContext> {
-    if let Principal::Line(lp) = principal {
-        if &lp.line_id != line_id {
-            return Err(Error::not_found("line"));
+    let not_found = || Error::not_found("line");
+    match principal {
+        Principal::Line(lp) => {
+            if &lp.line_id != line_id {
+                return Err(not_found());
+            }
+            let ctx = inner.store.get_line_context(&lp.organization_id, line_id).await?.ok_or_else(not_found)?;
+            if access == LineAccess::Manage {
+                return Err(Error::forbidden("line tokens cannot manage lines; use a workspace token"));
+            }
+            Ok(ctx)
         }
-    }
-    let ctx = inner
-        .store
-        .get_line_context(principal.organization_id(), line_id)
-        .await?
-        .ok_or_else(|| Error::not_found("line"))?;
-    match (principal, access) {
-        (Principal::Line(_), LineAccess::Manage) => {
-            Err(Error::forbidden("line tokens cannot manage lines; use a workspace token"))
+        Principal::User(u) if u.role.is_manager() => {
+            inner.store.get_line_context(&u.organization_id, line_id).await?.ok_or_else(not_found)
         }
-        (Principal::User(u), LineAccess::Manage) if !u.role.is_manager() => {
-            Err(Error::forbidden("only owners and admins can manage lines"))
+        Principal::User(u) => {
+            let found =
+                inner.store.get_line_access(&u.organization_id, line_id, &u.user_id).await?.ok_or_else(not_found)?;
+            let rights = found.permission.as_ref().map_or(LineRights::OPERATOR_DEFAULT, LinePermission::rights);
+            if !rights.can_view {
+                return Err(not_found());
+            }
+            match access {
+                LineAccess::View => Ok(found.context),
+                LineAccess::Send if rights.can_send => Ok(found.context),
+                LineAccess::Send => Err(Error::new(
+                    ErrorKind::Forbidden,
+                    "line_send_denied",
+                    "your line permission lets you view this line but not send from it",
+                )),
+                LineAccess::Manage => Err(Error::forbidden("only owners and admins can manage lines")),
+            }
         }
-        _ => Ok(ctx),
     }
 }
 
 /// The lines a principal may view: `None` means every line of its organization. The inbox
-/// list, live stream and other multi-line reads filter by this.
-pub(crate) async fn visible_line_ids(_inner: &Inner, principal: &Principal) -> Result<Option<Vec<LineId>>> {
-    Ok(match principal {
-        Principal::Line(lp) => Some(vec![lp.line_id.clone()]),
-        Principal::User(_) => None,
-    })
+/// list, live stream and other multi-line reads filter by this (one read for operators).
+pub(crate) async fn visible_line_ids(inner: &Inner, principal: &Principal) -> Result<Option<Vec<LineId>>> {
+    match principal {
+        Principal::Line(lp) => Ok(Some(vec![lp.line_id.clone()])),
+        Principal::User(u) if u.role.is_manager() => Ok(None),
+        Principal::User(u) => inner.store.visible_line_ids(&u.organization_id, &u.user_id).await,
+    }
+}
+
+/// Checks that `user` may own conversations of `line`: an active member of the line's
+/// organization who may view the line.
+///
+/// # Errors
+/// `not_found` (404) when the user is not a member; `assignee_cannot_view_line` (409) when the
+/// membership is not active or the user may not view the line.
+pub(crate) async fn check_assignee(inner: &Inner, line: &Line, user: &UserId) -> Result<()> {
+    let org = &line.organization_id;
+    let membership = inner.store.get_membership(org, user).await?.ok_or_else(|| Error::not_found("user"))?;
+    let can_view = membership.role.is_manager()
+        || inner.store.get_line_permission(org, &line.id, user).await?.is_none_or(|p| p.can_view);
+    if membership.status == MembershipStatus::Active && can_view {
+        Ok(())
+    } else {
+        Err(Error::conflict("assignee_cannot_view_line", "the user is not an active member who may view this line")
+            .with_detail("userId", user.to_string()))
+    }
+}
+
+/// 409 `line_archived` for an archived line (it takes no new work).
+pub(crate) fn ensure_not_archived(line: &Line) -> Result<()> {
+    if line.lifecycle_state == LifecycleState::Archived {
+        Err(Error::conflict("line_archived", "the line is archived and takes no new work")
+            .with_detail("lineId", line.id.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Validates an idempotency key: 1 to 255 visible ASCII characters.
+fn validate_key(key: Option<&str>) -> Result<Option<String>> {
+    let Some(key) = key else { return Ok(None) };
+    let valid =
+        !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_LEN && key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if valid {
+        Ok(Some(key.to_owned()))
+    } else {
+        Err(Error::invalid("invalid_idempotency_key", "idempotencyKey must be 1 to 255 visible ASCII characters"))
+    }
+}
+
+/// JSON with object keys sorted at every level, so equal values always give the same text.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> =
+                keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k]))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// SHA-256 over what defines a line creation, as the caller gave it (provider secrets are
+/// sealed with a fresh nonce each time, so the sealed form cannot be compared).
+fn line_fingerprint(display_name: &str, phone: &PhoneNumber, new: &NewLine) -> String {
+    let request = json!({
+        "v": 1,
+        "displayName": display_name,
+        "phoneNumber": phone.as_str(),
+        "providerKind": new.provider_kind.as_str(),
+        "providerConfig": new.provider_config,
+        "pacing": new.pacing,
+    });
+    sha256_hex(canonical_json(&request).as_bytes())
 }
 
 pub(crate) async fn organization(inner: &Inner, principal: &Principal) -> Result<Organization> {
@@ -132,10 +241,27 @@ impl LinesService<'_> {
     /// Creates a line (owners and admins).
     ///
     /// # Errors
-    /// `forbidden` (403) for operators and line tokens; `invalid_phone_number`,
-    /// `invalid_display_name` or the provider's config error (400); `provider_not_configured`
-    /// (501); `line_exists` or `line_slots_exhausted` (409).
+    /// As [`LinesService::create`].
     pub async fn create_line(&self, principal: &Principal, new: NewLine) -> Result<Line> {
+        self.create(principal, new, None).await.map(|c| c.line)
+    }
+
+    /// Creates a line (owners and admins), audited `line.created`. With an idempotency key, the
+    /// same key and request give the line created the first time (`replayed`), in one atomic
+    /// store call with the insert; keys are kept as long as the organization.
+    ///
+    /// # Errors
+    /// `forbidden` (403) for operators and line tokens; `invalid_phone_number`,
+    /// `invalid_display_name`, `invalid_idempotency_key`, `invalid_pacing` or the provider's
+    /// config error (400); `provider_not_configured` (501); `billing_restricted` (409) for a
+    /// restricted organization; `line_slots_exhausted` (409) when the lines that are not archived
+    /// fill the plan's slots; `idempotency_key_reused` (409, with `lineId`); `line_exists` (409).
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        new: NewLine,
+        idempotency_key: Option<&str>,
+    ) -> Result<CreatedLine> {
         let Principal::User(user) = principal else {
             return Err(Error::forbidden("line tokens cannot create lines"));
         };
@@ -147,24 +273,25 @@ impl LinesService<'_> {
             return Err(Error::invalid("invalid_display_name", "displayName must be 1 to 80 characters"));
         }
         let phone = PhoneNumber::parse(&new.phone_number)?;
+        let key = validate_key(idempotency_key)?;
         let provider = self.inner.provider(new.provider_kind)?;
         let config = provider.validate_config(&new.provider_config)?;
         if let Some(p) = &new.pacing {
             p.validate()?;
         }
         let org = organization(self.inner, principal).await?;
-        let lines = self.inner.store.list_lines(&org.id).await?;
-        let active = lines.iter().filter(|l| l.lifecycle_state != LifecycleState::Archived).count();
-        if active >= org.line_slots as usize {
+        if org.billing_state == BillingState::Restricted {
             return Err(Error::conflict(
-                "line_slots_exhausted",
-                format!("the plan allows {} active lines", org.line_slots),
+                "billing_restricted",
+                "the organization's billing is restricted; settle it before adding lines",
             ));
         }
+        let idempotency =
+            key.map(|key| LineIdempotency { fingerprint: line_fingerprint(display_name, &phone, &new), key });
         let now = self.inner.clock.now();
         let line = Line {
             id: LineId::generate(now.unix_ms()),
-            organization_id: org.id,
+            organization_id: org.id.clone(),
             display_name: display_name.to_owned(),
             phone_number: phone,
             provider_kind: new.provider_kind,
@@ -176,8 +303,37 @@ impl LinesService<'_> {
             created_at: now,
             updated_at: now,
         };
-        self.inner.store.insert_line(&line).await?;
-        Ok(line)
+        let change = Change {
+            action: "line.created",
+            target_kind: "line",
+            target_id: line.id.to_string(),
+            before: None,
+            after: Some(json!({
+                "displayName": line.display_name,
+                "phoneNumber": line.phone_number,
+                "providerKind": line.provider_kind,
+                "lifecycleState": line.lifecycle_state,
+            })),
+            details: json!({ "idempotencyKey": idempotency.as_ref().map(|i| i.key.clone()) }),
+        };
+        let audit = entry(&org.id, actor_of(principal), change, now);
+        let create = CreateLine { line, idempotency, max_active_lines: org.line_slots, audit };
+        match self.inner.store.create_line(&create).await? {
+            CreateLineOutcome::Created(line) => {
+                publish_line_updated(self.inner, &line);
+                Ok(CreatedLine { line: *line, replayed: false })
+            }
+            CreateLineOutcome::Replayed(line) => Ok(CreatedLine { line: *line, replayed: true }),
+            CreateLineOutcome::KeyReused { line_id } => {
+                Err(Error::conflict("idempotency_key_reused", "this idempotencyKey was used with a different request")
+                    .with_detail("lineId", line_id.to_string()))
+            }
+            CreateLineOutcome::SlotsExhausted => Err(Error::conflict(
+                "line_slots_exhausted",
+                format!("the plan allows {} lines that are not archived", org.line_slots),
+            )
+            .with_detail("lineSlots", org.line_slots)),
+        }
     }
 
     /// A line the caller may see.
@@ -188,25 +344,27 @@ impl LinesService<'_> {
         authorize_line(self.inner, principal, id, LineAccess::View).await
     }
 
-    /// The lines the caller may see.
+    /// The lines the caller may see (an operator's permissions may hide some), oldest first.
     ///
     /// # Errors
     /// Storage errors only.
     pub async fn list(&self, principal: &Principal) -> Result<Vec<Line>> {
         let lines = self.inner.store.list_lines(principal.organization_id()).await?;
-        Ok(match principal {
-            Principal::Line(lp) => lines.into_iter().filter(|l| l.id == lp.line_id).collect(),
-            Principal::User(_) => lines,
+        Ok(match visible_line_ids(self.inner, principal).await? {
+            Some(visible) => lines.into_iter().filter(|l| visible.contains(&l.id)).collect(),
+            None => lines,
         })
     }
 
-    /// Creates or rotates the line's API token (owners and admins). The old token stops
-    /// working at once. The new token is returned once and stored only as a hash.
+    /// Creates or rotates the line's API token (owners and admins), audited
+    /// `line.token_rotated` (the token id, never the token). The old token stops working at
+    /// once. The new token is returned once and stored only as a hash.
     ///
     /// # Errors
-    /// `not_found` (404); `forbidden` (403).
+    /// `not_found` (404); `forbidden` (403); `line_archived` (409).
     pub async fn rotate_api_token(&self, principal: &Principal, id: &LineId) -> Result<RotatedToken> {
         let line = authorize_line(self.inner, principal, id, LineAccess::Manage).await?;
+        ensure_not_archived(&line)?;
         let token = random_token(LINE_TOKEN_PREFIX, 24);
         let now = self.inner.clock.now();
         let record = LineTokenRecord {
@@ -218,7 +376,16 @@ impl LinesService<'_> {
             created_by: principal.user_id().cloned(),
             created_at: now,
         };
-        let had_token = self.inner.store.replace_line_token(&record).await?;
+        let change = Change {
+            action: "line.token_rotated",
+            target_kind: "line",
+            target_id: line.id.to_string(),
+            before: None,
+            after: Some(json!({ "tokenId": record.id })),
+            details: json!({ "tokenId": record.id }),
+        };
+        let audit = entry(&line.organization_id, actor_of(principal), change, now);
+        let had_token = self.inner.store.rotate_line_token(&record, &audit).await?;
         Ok(RotatedToken { token_id: record.id, line_id: line.id, token: Secret::new(token), rotated: had_token })
     }
 
@@ -281,6 +448,14 @@ impl LinesService<'_> {
         }
         Ok(updated)
     }
+}
+
+/// `line.updated`: a line's settings changed (created, default assignee).
+pub(crate) fn publish_line_updated(inner: &Inner, line: &Line) {
+    inner.live.publish(LiveHint {
+        line_id: Some(line.id.clone()),
+        ..LiveHint::new("line.updated", line.organization_id.clone())
+    });
 }
 
 pub(crate) fn publish_line_state(inner: &Inner, line: &Line, state: LifecycleState) {

@@ -1,11 +1,14 @@
-//! Sends (text, URL media) and message reads.
+//! Sends (text, URL media, workspace image uploads, forwards) and message reads.
 
 use serde::Serialize;
 
 use crate::crypto::sha256_hex;
-use crate::error::{Error, Result};
-use crate::ids::{ConversationId, MessageId};
-use crate::model::{CtaUrlButton, EffectiveSendState, MediaKind, MediaRef, Message, MessageContent, MessageKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{AttachmentId, ConversationId, MessageId};
+use crate::model::{
+    BillingState, CtaUrlButton, Direction, EffectiveSendState, Line, MediaKind, MediaRef, Message, MessageContent,
+    MessageKind,
+};
 use crate::phone::PhoneNumber;
 use crate::ports::{EnqueueOutcome, IdempotencyClaim, LineContext, NewOutbound, Page, SendTarget};
 use crate::principal::{LineAccess, Principal};
@@ -13,6 +16,7 @@ use crate::principal::{LineAccess, Principal};
 use super::events::message_hint;
 use super::inbox::InboxService;
 use super::lines::{authorize_line, authorize_line_context};
+use super::media::{self, MAX_IMAGE_BYTES};
 use super::runtime::Inner;
 
 /// The longest text body WhatsApp accepts.
@@ -71,6 +75,38 @@ pub struct SendRequest {
     /// Media (makes this a media send).
     pub media: Option<MediaInput>,
     /// Idempotency key (the header, or the body field when there is no header).
+    pub idempotency_key: Option<String>,
+}
+
+/// An image uploaded with a workspace send. Its type is told from the bytes (JPEG or PNG).
+#[derive(Clone, Default)]
+pub struct ImageUpload {
+    /// The file's bytes (at most [`MAX_IMAGE_BYTES`]).
+    pub bytes: Vec<u8>,
+    /// The file name the client gave, kept on the attachment (path parts are dropped).
+    pub filename: Option<String>,
+}
+
+impl std::fmt::Debug for ImageUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageUpload").field("len", &self.bytes.len()).field("filename", &self.filename).finish()
+    }
+}
+
+/// A send from the workspace (`POST /api/lines/{lineId}/send`): a text, one uploaded image with
+/// an optional caption, or a forward of a message the caller may view. Validated by
+/// [`MessagesService::send_from_workspace`].
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceSendRequest {
+    /// Target.
+    pub target: SendTargetInput,
+    /// The text, or the image's caption. Not allowed with `forward_message_id`.
+    pub body_text: Option<String>,
+    /// Copy the content of this message (text, or media with its caption).
+    pub forward_message_id: Option<String>,
+    /// The uploaded image.
+    pub image: Option<ImageUpload>,
+    /// Idempotency key (required).
     pub idempotency_key: Option<String>,
 }
 
@@ -237,6 +273,79 @@ fn fingerprint(kind: MessageKind, target: &SendTarget, content: &MessageContent)
     sha256_hex(canonical.to_string().as_bytes())
 }
 
+/// The caption of an uploaded image: trimmed, at most [`MAX_CAPTION_CHARS`].
+fn validate_caption(raw: Option<&String>) -> Result<Option<String>> {
+    let caption = non_empty(raw).map(str::to_owned);
+    if caption.as_ref().is_some_and(|c| c.chars().count() > MAX_CAPTION_CHARS) {
+        return Err(Error::invalid(
+            "caption_too_long",
+            format!("caption is longer than {MAX_CAPTION_CHARS} characters"),
+        ));
+    }
+    Ok(caption)
+}
+
+/// The last path part of a client's file name, without control characters; `None` when that
+/// leaves nothing or more than 240 characters.
+fn clean_filename(raw: Option<&str>) -> Option<String> {
+    let name = raw?.rsplit(['/', '\\']).next()?;
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let name = name.trim();
+    (!name.is_empty() && name.chars().count() <= 240).then(|| name.to_owned())
+}
+
+/// The content a forward of `original` sends: its text (with its CTA button), or its media by
+/// the stored attachment (or, for outbound media, the URL it was sent with) and its caption.
+fn forward_content(original: &Message) -> Result<(MessageKind, MessageContent)> {
+    let not_forwardable = || {
+        Error::invalid(
+            "message_not_forwardable",
+            format!(
+                "{} messages cannot be forwarded; text, image, video, audio and document can",
+                original.kind.as_str()
+            ),
+        )
+    };
+    match original.kind {
+        MessageKind::Text => {
+            let body = original.content.body.clone().filter(|b| !b.trim().is_empty()).ok_or_else(not_forwardable)?;
+            let cta_url_button = original.content.cta_url_button.clone();
+            Ok((MessageKind::Text, MessageContent { body: Some(body), cta_url_button, ..MessageContent::default() }))
+        }
+        MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::Document => {
+            let media = original.content.media.as_ref().ok_or_else(not_forwardable)?;
+            let (url, attachment_id) = if media.attachment_id.is_some() {
+                (None, media.attachment_id.clone())
+            } else if original.direction == Direction::Outbound && media.url.is_some() {
+                (media.url.clone(), None)
+            } else {
+                // Inbound media is sent on only from our stored copy (provider URLs need the
+                // provider's credentials); it is fetched in the background after it arrives.
+                return Err(Error::conflict(
+                    "media_not_available",
+                    "the message's media has not been stored yet; try again shortly",
+                ));
+            };
+            let caption = media.caption.clone().filter(|c| !c.trim().is_empty() && media.kind.allows_caption());
+            let forwarded = MediaRef {
+                kind: media.kind,
+                url,
+                attachment_id,
+                provider_media_id: None,
+                sha256: media.sha256.clone(),
+                caption: caption.clone(),
+                filename: media.filename.clone().filter(|_| media.kind == MediaKind::Document),
+                mime_type: media.mime_type.clone(),
+            };
+            Ok((
+                media.kind.message_kind(),
+                MessageContent { body: caption, media: Some(forwarded), ..MessageContent::default() },
+            ))
+        }
+        _ => Err(not_forwardable()),
+    }
+}
+
 impl MessagesService<'_> {
     /// Validates and durably queues a send from `line`. The returned message is `queued` (or,
     /// for a replayed idempotency key, whatever the earlier message is now).
@@ -245,12 +354,157 @@ impl MessagesService<'_> {
     /// 400 codes: `missing_target`, `ambiguous_target`, `invalid_phone_number`,
     /// `invalid_conversation_id`, `empty_body`, `body_too_long`, `invalid_cta_button`,
     /// `invalid_cta_url`, `unsupported_media_type`, `invalid_media_url`,
-    /// `invalid_idempotency_key`; 404 `not_found` (line or conversation);
-    /// 409 `line_not_sendable`, `idempotency_key_reused`.
+    /// `invalid_idempotency_key`, `unsupported_by_provider`; 404 `not_found` (line or
+    /// conversation); 409 `billing_restricted`, `line_not_sendable`, `idempotency_key_reused`.
     pub async fn send(&self, principal: &Principal, line_id: &crate::LineId, req: SendRequest) -> Result<SendOutcome> {
         let target = validate_target(&req.target)?;
         let (kind, content) = validate_content(&req)?;
         let key = validate_key(req.idempotency_key.as_ref())?;
+        let line = self.admit(principal, line_id, &content).await?;
+        let idempotency = key.map(|key| (key, fingerprint(kind, &target, &content)));
+        let outcome = self.enqueue(principal, &line, target, kind, content, idempotency).await?;
+        self.finish(outcome)
+    }
+
+    /// Validates and durably queues a send from the workspace: a text (`body_text`), one
+    /// uploaded JPEG or PNG image with an optional caption (stored in the blob store as an
+    /// attachment linked to the message; the provider fetches it through a signed URL), or a
+    /// forward of a message the caller may view (any line of the organization). The
+    /// idempotency key is required; its fingerprint covers an image's SHA-256, and a replay
+    /// stores nothing again.
+    ///
+    /// # Errors
+    /// 400 `missing_idempotency_key`, `invalid_request` (`body_text` with a forward, an image
+    /// with a forward), `missing_image` (an empty file), `caption_too_long`,
+    /// `message_not_forwardable` and the codes of [`MessagesService::send`]; 403 `forbidden`
+    /// for line tokens; 404 `not_found` (line, conversation, forwarded message); 409
+    /// `media_not_available` (a forwarded message's media is not stored yet),
+    /// `billing_restricted`, `line_not_sendable`, `idempotency_key_reused`; 413
+    /// `payload_too_large` (image over [`MAX_IMAGE_BYTES`]); `unsupported_media_type` (not
+    /// JPEG or PNG; kind `InvalidInput`, answered 415 over HTTP); 501
+    /// `media_storage_not_configured`.
+    pub async fn send_from_workspace(
+        &self,
+        principal: &Principal,
+        line_id: &crate::LineId,
+        req: WorkspaceSendRequest,
+    ) -> Result<SendOutcome> {
+        if matches!(principal, Principal::Line(_)) {
+            return Err(Error::forbidden("workspace sends need a workspace user; line tokens use the Channel API"));
+        }
+        let key = validate_key(req.idempotency_key.as_ref())?.ok_or_else(|| {
+            Error::invalid("missing_idempotency_key", "the Idempotency-Key header is required for workspace sends")
+        })?;
+        let target = validate_target(&req.target)?;
+        if req.forward_message_id.is_some() && (req.body_text.is_some() || req.image.is_some()) {
+            return Err(Error::invalid(
+                "invalid_request",
+                "forwardMessageId copies a message's content: give no bodyText or image with it",
+            ));
+        }
+        if let Some(image) = req.image {
+            return self.send_image(principal, line_id, target, key, image, req.body_text.as_ref()).await;
+        }
+        let (kind, content) = match req.forward_message_id {
+            Some(raw) => {
+                let id = MessageId::parse(raw.trim()).ok_or_else(|| Error::not_found("message"))?;
+                forward_content(&self.get(principal, &id).await?)?
+            }
+            None => validate_content(&SendRequest { body: req.body_text, ..SendRequest::default() })?,
+        };
+        let line = self.admit(principal, line_id, &content).await?;
+        let fingerprint = fingerprint(kind, &target, &content);
+        let outcome = self.enqueue(principal, &line, target, kind, content, Some((key, fingerprint))).await?;
+        self.finish(outcome)
+    }
+
+    async fn send_image(
+        &self,
+        principal: &Principal,
+        line_id: &crate::LineId,
+        target: SendTarget,
+        key: String,
+        image: ImageUpload,
+        caption: Option<&String>,
+    ) -> Result<SendOutcome> {
+        if image.bytes.is_empty() {
+            return Err(Error::invalid("missing_image", "the image file is empty"));
+        }
+        if image.bytes.len() > MAX_IMAGE_BYTES {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                "payload_too_large",
+                format!("images may be at most {MAX_IMAGE_BYTES} bytes"),
+            ));
+        }
+        let content_type = media::sniff_sendable_image(&image.bytes).ok_or_else(|| {
+            // `ErrorKind` has no 415 class: the HTTP facade answers 415 for this code on uploads.
+            Error::invalid("unsupported_media_type", "the image must be a JPEG or PNG file (told from its bytes)")
+        })?;
+        let caption = validate_caption(caption)?;
+        media::blob_store(self.inner)?;
+        let image = ImageUpload { filename: clean_filename(image.filename.as_deref()), ..image };
+        let sha256 = sha256_hex(&image.bytes);
+        let mut content = MessageContent {
+            body: caption.clone(),
+            media: Some(MediaRef {
+                kind: MediaKind::Image,
+                url: None,
+                attachment_id: None,
+                provider_media_id: None,
+                sha256: Some(sha256.clone()),
+                caption,
+                filename: None,
+                mime_type: Some(content_type.to_owned()),
+            }),
+            ..MessageContent::default()
+        };
+        let line = self.admit(principal, line_id, &content).await?;
+        // The fingerprint covers the bytes (their SHA-256), not the attachment id a replay would
+        // otherwise change.
+        let fingerprint = fingerprint(MessageKind::Image, &target, &content);
+        let attachment_id = AttachmentId::generate(self.inner.clock.now().unix_ms());
+        if let Some(m) = content.media.as_mut() {
+            m.attachment_id = Some(attachment_id.to_string());
+        }
+        let outcome =
+            self.enqueue(principal, &line, target, MessageKind::Image, content, Some((key, fingerprint))).await?;
+        // The bytes are stored only for a new message, before the worker is woken; a replay
+        // stores them only if the first request could not (the same bytes, by the fingerprint).
+        let stored = match &outcome {
+            EnqueueOutcome::Created(m) => {
+                media::store_upload(self.inner, m, &attachment_id, image, content_type, &sha256).await
+            }
+            EnqueueOutcome::Replayed(m) => {
+                self.restore_upload(m, image, content_type, &sha256).await;
+                Ok(())
+            }
+            EnqueueOutcome::KeyReused { .. } => Ok(()),
+        };
+        let outcome = self.finish(outcome)?;
+        stored?;
+        Ok(outcome)
+    }
+
+    /// For a replayed upload whose first request stopped between accepting the message and
+    /// storing its bytes: stores them now (best effort; the worker waits for them).
+    async fn restore_upload(&self, message: &Message, image: ImageUpload, content_type: &str, sha256: &str) {
+        let id = message.content.media.as_ref().and_then(|m| m.attachment_id.as_deref()).and_then(AttachmentId::parse);
+        let Some(id) = id else { return };
+        match self.inner.store.get_attachment(&message.organization_id, &id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match media::store_upload(self.inner, message, &id, image, content_type, sha256).await {
+                Ok(()) => self.inner.outbox_wake.notify_one(),
+                Err(e) => tracing::warn!(message = %message.id, error = %e, "storing a replayed upload failed"),
+            },
+            Err(e) => {
+                tracing::warn!(message = %message.id, error = %e, "reading a replayed upload's attachment failed");
+            }
+        }
+    }
+
+    /// Line access (send), provider capabilities, billing, then the line's send state.
+    async fn admit(&self, principal: &Principal, line_id: &crate::LineId, content: &MessageContent) -> Result<Line> {
         let LineContext { line, billing_state } =
             authorize_line_context(self.inner, principal, line_id, LineAccess::Send).await?;
         let caps = self.inner.provider(line.provider_kind)?.capabilities();
@@ -269,6 +523,13 @@ impl MessagesService<'_> {
                 format!("{what} cannot be sent on a {} line", line.provider_kind.as_str()),
             ));
         }
+        if billing_state == BillingState::Restricted {
+            return Err(Error::conflict(
+                "billing_restricted",
+                "the organization's billing is restricted: sends are refused until billing is recovered",
+            )
+            .with_detail("billingState", billing_state.as_str()));
+        }
         let effective = line.effective_send_state(billing_state.allows_sending());
         if effective != EffectiveSendState::Sendable {
             return Err(Error::conflict(
@@ -278,14 +539,26 @@ impl MessagesService<'_> {
             .with_detail("effectiveSendState", effective.as_str())
             .with_detail("lifecycleState", line.lifecycle_state.as_str()));
         }
+        Ok(line)
+    }
+
+    /// Accepts the message durably (one store write with its idempotency record).
+    async fn enqueue(
+        &self,
+        principal: &Principal,
+        line: &Line,
+        target: SendTarget,
+        kind: MessageKind,
+        content: MessageContent,
+        idempotency: Option<(String, String)>,
+    ) -> Result<EnqueueOutcome> {
         let now = self.inner.clock.now();
-        let idempotency = key.map(|key| IdempotencyClaim {
-            fingerprint: fingerprint(kind, &target, &content),
+        let idempotency = idempotency.map(|(key, fingerprint)| IdempotencyClaim {
+            fingerprint,
             key,
             expires_at: now.plus(self.inner.config.idempotency_ttl),
         });
-        let outcome = self
-            .inner
+        self.inner
             .store
             .enqueue_outbound(NewOutbound {
                 organization_id: line.organization_id.clone(),
@@ -298,7 +571,11 @@ impl MessagesService<'_> {
                 idempotency,
                 created_at: now,
             })
-            .await?;
+            .await
+    }
+
+    /// Wakes the worker and publishes the hint for a new message; maps a reused key to 409.
+    fn finish(&self, outcome: EnqueueOutcome) -> Result<SendOutcome> {
         match outcome {
             EnqueueOutcome::Created(message) => {
                 self.inner.outbox_wake.notify_one();

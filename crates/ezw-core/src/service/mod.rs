@@ -18,9 +18,28 @@ pub(crate) mod webhooks;
 
 pub use audit::{AuditService, MAX_EVENT_TYPE_LEN};
 // [access exports]
+mod throttle;
+pub use billing::{BillingPolicy, BillingService, BillingStatus, CheckoutView, LineSlots, Seats};
+pub use members::{
+    AcceptInvitation, Invitation, InviteMember, MemberChange, MembersService, INVITATION_TOKEN_PREFIX, INVITATION_TTL,
+};
+pub use orgs::{SignupRequest, MAX_SIGNUP_LINE_SLOTS};
+pub use throttle::ThrottleLimits;
+pub use auth::REFRESH_TOKEN_PREFIX;
 // [inbox exports]
+pub use inbox::{
+    AssigneeFilter, InboxFilter, DEFAULT_INBOX_PAGE, MAX_CONTACT_NAME_CHARS, MAX_NOTE_CHARS, MAX_SEARCH_CHARS,
+    MAX_STATUS_KEY_CHARS,
+};
+pub use lines::{CreatedLine, LinePermissions};
 // [sends exports]
+pub(crate) use media::{delivery_media, DeliveryMedia};
+pub use media::{
+    MediaDownload, MediaService, SignedMediaUrl, DEFAULT_MEDIA_URL_TTL_SECS, MAX_IMAGE_BYTES, MAX_MEDIA_URL_TTL_SECS,
+};
+pub use messages::{ImageUpload, WorkspaceSendRequest};
 // [live exports]
+pub use live::{LiveItem, LiveService, LiveStream};
 pub use auth::{AuthService, LoginRequest, LoginResponse, SessionInfo, LINE_TOKEN_PREFIX};
 pub use inbox::InboxService;
 pub use ingest::IngestService;

@@ -1,11 +1,34 @@
-//! Organizations and their members.
+//! Organizations: the system-level bootstrap, self-service signup, passwords.
+
+use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 use crate::ids::{OrganizationId, UserId};
-use crate::model::{BillingState, Organization, User};
+use crate::model::{BillingState, Organization, Role, User, DEFAULT_PLAN};
 use crate::secret::Secret;
 
+use super::auth::{hash_password, verify_password, AuthService, LoginResponse};
 use super::runtime::Inner;
+
+/// The most line slots a self-service signup may ask for.
+pub const MAX_SIGNUP_LINE_SLOTS: u32 = 50;
+
+/// A self-service signup: a new organization (billing `pending`) with its owner.
+#[derive(Debug, Clone)]
+pub struct SignupRequest {
+    /// The organization's name (1 to 120 characters).
+    pub organization_name: String,
+    /// The owner's display name (1 to 120 characters).
+    pub owner_name: String,
+    /// The owner's email. An existing account with the same password gets another organization.
+    pub email: String,
+    /// The owner's password (at least 8 characters).
+    pub password: Secret,
+    /// Line slots, 1 to 50 (default 1).
+    pub line_slots: Option<u32>,
+    /// The client's network address (signups are throttled per address), when known.
+    pub client_addr: Option<IpAddr>,
+}
 
 /// A new organization with its first owner.
 #[derive(Debug, Clone)]
@@ -92,22 +115,21 @@ impl OrgsService<'_> {
             slug,
             billing_state: new.billing_state,
             line_slots: new.line_slots,
+            plan: DEFAULT_PLAN.to_owned(),
             created_at: now,
         };
         let existing = self.inner.store.find_user_by_email(&email).await?;
         let (user, new_user) = match existing {
             Some(user) => {
-                let ok = user
-                    .password_hash
-                    .as_deref()
-                    .is_some_and(|h| self.inner.hasher.verify(new.owner_password.expose(), h));
+                let ok = verify_password(self.inner, user.password_hash.clone(), &new.owner_password).await?
+                    && user.password_hash.is_some();
                 if !ok {
                     return Err(Error::conflict("email_taken", "an account with this email already exists"));
                 }
                 (user, false)
             }
             None => {
-                let hash = self.inner.hasher.hash(new.owner_password.expose())?;
+                let hash = hash_password(self.inner, &new.owner_password).await?;
                 let user = User {
                     id: UserId::generate(now.unix_ms()),
                     email,
@@ -131,8 +153,43 @@ impl OrgsService<'_> {
             return Err(Error::invalid("weak_password", "passwords need at least 8 characters"));
         }
         self.inner.store.get_user(user).await?.ok_or_else(|| Error::not_found("user"))?;
-        let hash = self.inner.hasher.hash(password.expose())?;
+        let hash = hash_password(self.inner, password).await?;
         self.inner.store.set_password_hash(user, &hash).await
+    }
+
+    /// Self-service signup: creates an organization in billing state `pending` with the caller
+    /// as its owner, and logs them in to it. An existing account keeps its password and gets
+    /// another organization (login then asks which one).
+    ///
+    /// # Errors
+    /// `too_many_signups` (429) past 10 signups per client address per hour; `invalid_name`,
+    /// `invalid_owner_name`, `invalid_line_slots`, `invalid_email`, `weak_password` (400);
+    /// `email_taken` (409) when the email exists with another password.
+    pub async fn signup(&self, req: SignupRequest) -> Result<LoginResponse> {
+        self.inner.throttle.signup(req.client_addr, self.inner.clock.now())?;
+        let owner_name = req.owner_name.trim();
+        if owner_name.is_empty() || owner_name.chars().count() > 120 {
+            return Err(Error::invalid("invalid_owner_name", "ownerName must be 1 to 120 characters"));
+        }
+        let line_slots = req.line_slots.unwrap_or(1);
+        if !(1..=MAX_SIGNUP_LINE_SLOTS).contains(&line_slots) {
+            return Err(Error::invalid(
+                "invalid_line_slots",
+                format!("lineSlots must be between 1 and {MAX_SIGNUP_LINE_SLOTS}"),
+            ));
+        }
+        let (organization, user) = self
+            .create_organization(NewOrganization {
+                name: req.organization_name,
+                slug: None,
+                owner_email: req.email,
+                owner_name: owner_name.to_owned(),
+                owner_password: req.password,
+                billing_state: BillingState::Pending,
+                line_slots,
+            })
+            .await?;
+        AuthService { inner: self.inner }.start_session(user, organization, Role::Owner).await
     }
 }
 

@@ -52,6 +52,18 @@ pub struct EzwConfig {
     pub webhook_secret_grace: Duration,
     /// Webhook delivery lease (default 60 s): a crashed node's deliveries come back after it.
     pub webhook_lease: Duration,
+    /// How often a live stream sends a heartbeat and re-checks its session (default 15 s).
+    pub live_heartbeat: Duration,
+    /// How far back a live stream can resume with `Last-Event-ID` (default 5 minutes, and at
+    /// most `live_replay_capacity` hints).
+    pub live_replay_window: Duration,
+    /// How many recent hints the live hub keeps for resuming (default 10,000).
+    pub live_replay_capacity: usize,
+    /// The public base URL of this deployment's `/media/...` route (e.g.
+    /// `https://app.example.com`): signed media URLs are built on it, and the delivery worker
+    /// gives providers such URLs for uploaded attachments. Without it (the default) attachment
+    /// URLs answer 501 `media_url_unavailable` and attachment sends fail with that code.
+    pub media_base_url: Option<url::Url>,
 }
 
 impl Default for EzwConfig {
@@ -72,6 +84,10 @@ impl Default for EzwConfig {
             webhook_disable_after: Duration::from_secs(5 * 86_400),
             webhook_secret_grace: Duration::from_secs(86_400),
             webhook_lease: Duration::from_secs(60),
+            live_heartbeat: Duration::from_secs(15),
+            live_replay_window: Duration::from_secs(300),
+            live_replay_capacity: 10_000,
+            media_base_url: None,
         }
     }
 }
@@ -95,6 +111,12 @@ pub(crate) struct Inner {
     /// Signs short-lived media URLs (HMAC-SHA256 key derived from the signing key).
     pub(crate) media_key: [u8; 32],
     // [access inner]
+    /// Hands invitations to invitees.
+    pub(crate) mailer: Arc<dyn crate::ports::Mailer>,
+    /// Creates billing checkouts (`None`: the manual gateway on the runtime's clock).
+    pub(crate) billing_gateway: Option<Arc<dyn crate::ports::BillingGateway>>,
+    /// Login and signup throttling (in memory, per node).
+    pub(crate) throttle: super::throttle::Throttle,
     this: std::sync::Weak<Inner>,
 }
 
@@ -137,7 +159,7 @@ impl std::fmt::Debug for Ezw {
 pub struct EzwBuilder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    live: Arc<dyn LiveHub>,
+    live: Option<Arc<dyn LiveHub>>,
     providers: HashMap<ProviderKind, Arc<dyn LineProvider>>,
     hasher: Arc<dyn PasswordHasher>,
     signing_key: Option<Vec<u8>>,
@@ -146,6 +168,10 @@ pub struct EzwBuilder {
     events_rx: mpsc::UnboundedReceiver<ProviderEvent>,
     blobs: Option<Arc<dyn BlobStore>>,
     webhook_transport: Option<Arc<dyn WebhookTransport>>,
+    // [access builder fields]
+    mailer: Arc<dyn crate::ports::Mailer>,
+    billing_gateway: Option<Arc<dyn crate::ports::BillingGateway>>,
+    throttle_limits: super::ThrottleLimits,
 }
 
 impl EzwBuilder {
@@ -155,9 +181,10 @@ impl EzwBuilder {
         self
     }
 
-    /// The live hub (default: an in-process broadcast hub).
+    /// The live hub (default: an in-process [`BroadcastHub`] on the runtime's clock, keeping
+    /// [`EzwConfig::live_replay_capacity`] hints of [`EzwConfig::live_replay_window`]).
     pub fn live_hub(mut self, live: Arc<dyn LiveHub>) -> Self {
-        self.live = live;
+        self.live = Some(live);
         self
     }
 
@@ -193,6 +220,26 @@ impl EzwBuilder {
         self
     }
 
+    /// Where invitations go (default: [`LogMailer`](crate::ports::LogMailer), which logs that
+    /// an invitation was issued and leaves passing the token on to the inviting admin).
+    pub fn mailer(mut self, mailer: Arc<dyn crate::ports::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    /// Where checkout sessions come from (default:
+    /// [`ManualBillingGateway`](crate::ports::ManualBillingGateway), settled by an operator).
+    pub fn billing_gateway(mut self, gateway: Arc<dyn crate::ports::BillingGateway>) -> Self {
+        self.billing_gateway = Some(gateway);
+        self
+    }
+
+    /// Login and signup throttling limits (default: [`ThrottleLimits::default`](super::ThrottleLimits)).
+    pub fn throttle_limits(mut self, limits: super::ThrottleLimits) -> Self {
+        self.throttle_limits = limits;
+        self
+    }
+
     /// Runtime settings (default: [`EzwConfig::default`]).
     pub fn config(mut self, config: EzwConfig) -> Self {
         self.config = config;
@@ -220,11 +267,19 @@ impl EzwBuilder {
         if key.len() < 32 {
             return Err(Error::invalid("signing_key", "the signing key must be at least 32 bytes"));
         }
+        let live = match self.live {
+            Some(live) => live,
+            None => Arc::new(BroadcastHub::new(
+                self.config.live_replay_capacity,
+                self.config.live_replay_window,
+                self.clock.clone(),
+            )),
+        };
         Ok(Ezw {
             inner: Arc::new_cyclic(|this| Inner {
                 store: self.store,
                 clock: self.clock,
-                live: self.live,
+                live,
                 providers: self.providers,
                 hasher: self.hasher,
                 signer: Arc::new(HmacTokenSigner::new(&key)),
@@ -238,6 +293,9 @@ impl EzwBuilder {
                 secrets: crate::crypto::SecretCipher::new(&crate::crypto::derive_key(&key, "webhook-secrets")),
                 media_key: crate::crypto::derive_key(&key, "media-urls"),
                 // [access build]
+                mailer: self.mailer,
+                billing_gateway: self.billing_gateway,
+                throttle: super::throttle::Throttle::new(self.throttle_limits),
                 this: this.clone(),
             }),
         })
@@ -251,7 +309,7 @@ impl Ezw {
         EzwBuilder {
             store,
             clock: Arc::new(SystemClock),
-            live: Arc::new(BroadcastHub::default()),
+            live: None,
             providers: HashMap::new(),
             hasher: Arc::new(Argon2Hasher),
             signing_key: None,
@@ -260,6 +318,10 @@ impl Ezw {
             events_rx,
             blobs: None,
             webhook_transport: None,
+            // [access builder defaults]
+            mailer: Arc::new(crate::ports::LogMailer),
+            billing_gateway: None,
+            throttle_limits: super::ThrottleLimits::default(),
         }
     }
 
@@ -312,9 +374,32 @@ impl Ezw {
     }
 
     // [access services]
+    /// Team administration: members, invitations, roles.
+    #[must_use]
+    pub fn members(&self) -> super::MembersService<'_> {
+        super::MembersService { inner: &self.inner }
+    }
+
+    /// Billing: status, recovery checkout, and the operator's settlement calls.
+    #[must_use]
+    pub fn billing(&self) -> super::BillingService<'_> {
+        super::BillingService { inner: &self.inner }
+    }
+
     // [inbox services]
     // [sends services]
+    /// Media: signed URLs for stored attachments, and reading through them.
+    #[must_use]
+    pub fn media(&self) -> super::MediaService<'_> {
+        super::MediaService { inner: &self.inner }
+    }
+
     // [live services]
+    /// Live streams of refresh hints (what SSE serves).
+    #[must_use]
+    pub fn live_stream(&self) -> super::LiveService<'_> {
+        super::LiveService { inner: &self.inner }
+    }
 
     /// The storage port.
     #[must_use]

@@ -24,6 +24,7 @@ use crate::ports::{
 };
 use crate::service::events::change_hint;
 use crate::service::runtime::Inner;
+use crate::service::DeliveryMedia;
 use crate::time::Timestamp;
 
 /// Backoff before attempt `attempt + 1`: `base * 2^(attempt-1)`, capped, with ±20% jitter.
@@ -234,6 +235,30 @@ async fn process(
             }),
             disposition: JobDisposition::Unknown { at: now },
         };
+    }
+
+    // Stored attachments reach the provider as a fresh signed URL to our `/media` route.
+    let mut job = job;
+    match crate::service::delivery_media(inner, &job.message).await {
+        DeliveryMedia::Ready => {}
+        DeliveryMedia::Url(url) => {
+            if let Some(media) = job.message.content.media.as_mut() {
+                media.url = Some(url);
+            }
+        }
+        DeliveryMedia::Wait => {
+            inner.metrics.held();
+            return hold(&job, now.plus(inner.config.hold_interval));
+        }
+        DeliveryMedia::Fail(code, message) => {
+            inner.metrics.failed();
+            return JobResult {
+                message_id: job.message.id.clone(),
+                lease_id: job.lease_id.clone(),
+                attempt: None,
+                disposition: JobDisposition::Failed { error: MessageError { code: code.into(), message }, at: now },
+            };
+        }
     }
 
     // Pacing: admission, the line's next free slot, then a concurrency slot.

@@ -1,14 +1,20 @@
-//! Contacts, conversations and message reads.
+//! Contacts, conversations and message reads; the inbox list (`list`), assignments, contact
+//! names and notes (`team`).
 
 use ezw_core::ids::{ContactId, ConversationId, LineId, MessageId, OrganizationId};
 use ezw_core::model::{Conversation, Message};
 use ezw_core::ports::{ConversationQuery, Page};
 use ezw_core::{Error, PhoneNumber, Result, Timestamp};
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, Connection};
 
 use super::rows::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS};
 use super::{db_err, optional};
+
+mod list;
+mod team;
+
+pub(super) use list::list_inbox;
+pub(super) use team::{assign_conversation, get_contact, insert_note, list_notes, set_contact_display_name};
 
 pub(super) fn find_contact_id(
     conn: &Connection,
@@ -66,9 +72,15 @@ pub(super) fn upsert_conversation(
     if let Some(id) = existing {
         return Ok(ConversationId::from_raw(id));
     }
+    // The line's default assignee, while they are an active member who may view the line.
     let assignee: Option<String> = optional(
-        conn.prepare_cached("SELECT default_assignee_id FROM lines WHERE id = ?1")
-            .and_then(|mut s| s.query_row([line.as_str()], |r| r.get(0))),
+        conn.prepare_cached(
+            "SELECT l.default_assignee_id FROM lines l
+             JOIN memberships m ON m.org_id = l.org_id AND m.user_id = l.default_assignee_id AND m.status = 'active'
+             LEFT JOIN line_permissions p ON p.line_id = l.id AND p.user_id = l.default_assignee_id
+             WHERE l.id = ?1 AND (m.role IN ('owner', 'admin') OR COALESCE(p.can_view, 1) = 1)",
+        )
+        .and_then(|mut s| s.query_row([line.as_str()], |r| r.get(0))),
     )?
     .flatten();
     let id = ConversationId::generate(now.unix_ms());
@@ -97,53 +109,13 @@ pub(super) fn get_conversation(
     )
 }
 
-fn parse_conversation_cursor(cursor: &str) -> Result<(i64, i64)> {
-    let bad = || Error::invalid("invalid_cursor", "cursor is not one this API returned");
-    let (at, seq) = cursor.split_once('.').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?))
-}
-
 pub(super) fn list_conversations(
     conn: &Connection,
     org: &OrganizationId,
     q: &ConversationQuery,
 ) -> Result<Page<Conversation>> {
-    let mut sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.org_id = ?");
-    let mut args: Vec<Value> = vec![Value::Text(org.as_str().to_owned())];
-    if let Some(line) = &q.line_id {
-        sql.push_str(" AND c.line_id = ?");
-        args.push(Value::Text(line.as_str().to_owned()));
-    }
-    if let Some(visible) = &q.visible_lines {
-        if visible.is_empty() {
-            return Ok(Page { items: Vec::new(), next_cursor: None });
-        }
-        sql.push_str(" AND c.line_id IN (");
-        sql.push_str(&vec!["?"; visible.len()].join(", "));
-        sql.push(')');
-        args.extend(visible.iter().map(|l| Value::Text(l.as_str().to_owned())));
-    }
-    if let Some(cursor) = &q.cursor {
-        let (at, seq) = parse_conversation_cursor(cursor)?;
-        sql.push_str(" AND (COALESCE(c.last_message_at, 0), c.seq) < (?, ?)");
-        args.push(Value::Integer(at));
-        args.push(Value::Integer(seq));
-    }
-    sql.push_str(" ORDER BY COALESCE(c.last_message_at, 0) DESC, c.seq DESC LIMIT ?");
-    let limit = q.limit.clamp(1, 200);
-    args.push(Value::Integer(i64::from(limit) + 1));
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let mut items: Vec<(Conversation, i64)> = stmt
-        .query_map(params_from_iter(args), |r| Ok((rows::conversation(r)?, r.get::<_, i64>(11)?)))
-        .map_err(db_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(db_err)?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| items.last().map(|(c, seq)| format!("{}.{seq}", c.last_message_at.map_or(0, Timestamp::unix_ms))))
-        .flatten();
-    Ok(Page { items: items.into_iter().map(|(c, _)| c).collect(), next_cursor })
+    let page = list::list_inbox(conn, org, q)?;
+    Ok(Page { items: page.items.into_iter().map(|c| c.conversation).collect(), next_cursor: page.next_cursor })
 }
 
 pub(super) fn get_message(conn: &Connection, org: Option<&OrganizationId>, id: &MessageId) -> Result<Option<Message>> {

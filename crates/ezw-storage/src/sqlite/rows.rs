@@ -2,8 +2,8 @@
 
 use ezw_core::ids::{ContactId, ConversationId, LineId, MessageId, OrganizationId, UserId};
 use ezw_core::model::{
-    BillingState, Conversation, Direction, LifecycleState, Line, Membership, MembershipStatus, Message, MessageContent,
-    MessageError, MessageKind, MessageStatus, Organization, ProviderKind, Role, StatusTimestamps, User,
+    BillingState, Conversation, Direction, LifecycleState, Line, Member, Membership, MembershipStatus, Message,
+    MessageContent, MessageError, MessageKind, MessageStatus, Organization, ProviderKind, Role, StatusTimestamps, User,
 };
 use ezw_core::{PhoneNumber, Timestamp};
 use rusqlite::types::Type;
@@ -17,7 +17,7 @@ fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Text, format!("unknown {what}").into())
 }
 
-pub(crate) const ORG_COLUMNS: &str = "id, name, slug, billing_state, line_slots, created_at";
+pub(crate) const ORG_COLUMNS: &str = "id, name, slug, billing_state, line_slots, created_at, plan";
 
 pub(crate) fn org(r: &Row<'_>) -> rusqlite::Result<Organization> {
     Ok(Organization {
@@ -27,6 +27,7 @@ pub(crate) fn org(r: &Row<'_>) -> rusqlite::Result<Organization> {
         billing_state: BillingState::parse(&r.get::<_, String>(3)?).ok_or_else(|| bad(3, "billing state"))?,
         line_slots: r.get(4)?,
         created_at: Timestamp::from_unix_ms(r.get(5)?),
+        plan: r.get(6)?,
     })
 }
 
@@ -51,6 +52,22 @@ pub(crate) fn membership(r: &Row<'_>) -> rusqlite::Result<Membership> {
         role: Role::parse(&r.get::<_, String>(2)?).ok_or_else(|| bad(2, "role"))?,
         status: MembershipStatus::parse(&r.get::<_, String>(3)?).ok_or_else(|| bad(3, "membership status"))?,
         created_at: Timestamp::from_unix_ms(r.get(4)?),
+    })
+}
+
+/// A membership joined with its user (`memberships m JOIN users u`).
+pub(crate) const MEMBER_COLUMNS: &str =
+    "m.user_id, u.email, u.display_name, m.role, m.status, m.created_at, m.updated_at";
+
+pub(crate) fn member(r: &Row<'_>) -> rusqlite::Result<Member> {
+    Ok(Member {
+        user_id: UserId::from_raw(r.get::<_, String>(0)?),
+        email: r.get(1)?,
+        display_name: r.get(2)?,
+        role: Role::parse(&r.get::<_, String>(3)?).ok_or_else(|| bad(3, "role"))?,
+        status: MembershipStatus::parse(&r.get::<_, String>(4)?).ok_or_else(|| bad(4, "membership status"))?,
+        created_at: Timestamp::from_unix_ms(r.get(5)?),
+        updated_at: Timestamp::from_unix_ms(r.get(6)?),
     })
 }
 
