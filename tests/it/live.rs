@@ -216,3 +216,25 @@ async fn line_tokens_and_missing_tokens_are_refused() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "wrong_token_type");
 }
+
+#[tokio::test]
+async fn a_revoked_session_ends_the_stream_at_the_next_heartbeat() {
+    let t = TestServer::start().await;
+    let token = t.login().await;
+    let mut sse = Sse::open(&t, &token, None).await;
+    let res = t.http.post(t.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let mut ended = false;
+    for _ in 0..50 {
+        t.clock.advance(Duration::from_secs(15));
+        match tokio::time::timeout(Duration::from_millis(200), sse.next()).await {
+            Ok(None) => {
+                ended = true;
+                break;
+            }
+            Ok(Some(frame)) => assert!(frame.comment.is_none(), "no heartbeat for a revoked session: {frame:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(ended, "the server closed the stream");
+}

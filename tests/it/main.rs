@@ -4,6 +4,7 @@ mod support;
 mod vendor_mock;
 
 mod access;
+mod authz;
 mod channel_api;
 mod delivery;
 mod embedded;

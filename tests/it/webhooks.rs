@@ -350,7 +350,7 @@ async fn workspace_managers_configure_webhooks_and_others_cannot() {
     assert_eq!(status, 404);
 
     // Config changes are in the audit trail, without secrets.
-    let (status, audit) = t.get_json("/api/audit-logs", &id_token).await;
+    let (status, audit) = t.get_json("/api/audit-logs?eventType=webhook.", &id_token).await;
     assert_eq!(status, 200, "{audit}");
     let actions: Vec<&str> =
         audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The payload is larger than allowed (HTTP 413).
     PayloadTooLarge,
+    /// The payload's media type (told from its bytes) is not accepted (HTTP 415).
+    UnsupportedMediaType,
     /// The deployment or provider does not support this (HTTP 501).
     Unsupported,
     /// A dependency is temporarily unavailable; retrying may succeed (HTTP 503).
@@ -48,6 +50,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
             Self::RateLimited => 429,
             Self::Unsupported => 501,
             Self::Temporary => 503,

@@ -438,8 +438,11 @@ impl MessagesService<'_> {
             ));
         }
         let content_type = media::sniff_sendable_image(&image.bytes).ok_or_else(|| {
-            // `ErrorKind` has no 415 class: the HTTP facade answers 415 for this code on uploads.
-            Error::invalid("unsupported_media_type", "the image must be a JPEG or PNG file (told from its bytes)")
+            Error::new(
+                crate::ErrorKind::UnsupportedMediaType,
+                "unsupported_media_type",
+                "the image must be a JPEG or PNG file (told from its bytes)",
+            )
         })?;
         let caption = validate_caption(caption)?;
         media::blob_store(self.inner)?;

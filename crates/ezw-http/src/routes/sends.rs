@@ -77,14 +77,6 @@ pub(crate) async fn send(
             idempotency_key,
         }
     };
-    match state.ezw.messages().send_from_workspace(&principal, &line_id, request).await {
-        Ok(outcome) => Ok(accepted(outcome)),
-        // The core has no 415 class; an image that is not JPEG or PNG is answered as one.
-        Err(e) if e.code() == "unsupported_media_type" => {
-            let mut response = ApiError(e).into_response();
-            *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            Ok(response)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let outcome = state.ezw.messages().send_from_workspace(&principal, &line_id, request).await?;
+    Ok(accepted(outcome))
 }

@@ -51,19 +51,39 @@ enum Scope<'a> {
     Lines(&'a [&'a LineId]),
 }
 
+/// What a `SELECT` returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// The conversation, its contact's names and the order key (the page's rows).
+    Full,
+    /// `seq` and the order key `k` (one line's candidates, merged before the rows are read).
+    Keys,
+}
+
 /// One `SELECT` of the list, with the query's filters, in order, from the cursor, `fetch` rows.
 fn select(
     org: &OrganizationId,
     scope: &Scope<'_>,
+    columns: Columns,
     q: &ConversationQuery,
     cursor: Option<(i64, i64)>,
     fetch: i64,
     args: &mut Vec<Value>,
 ) -> String {
-    let mut sql = format!(
-        "SELECT {CONVERSATION_COLUMNS}, ct.display_name, ct.profile_name, {KEY} AS k
-         FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE c.org_id = ?"
-    );
+    // With one line the organization check is a filter only (`+`), so the planner reads that
+    // line's indexes rather than the organization's.
+    let org_check = if matches!(scope, Scope::Line(_)) { "+c.org_id" } else { "c.org_id" };
+    let mut sql = match columns {
+        Columns::Full => format!(
+            "SELECT {CONVERSATION_COLUMNS}, ct.display_name, ct.profile_name, {KEY} AS k
+             FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE {org_check} = ?"
+        ),
+        Columns::Keys if q.search.is_some() => format!(
+            "SELECT c.seq AS seq, {KEY} AS k
+             FROM conversations c JOIN contacts ct ON ct.id = c.contact_id WHERE {org_check} = ?"
+        ),
+        Columns::Keys => format!("SELECT c.seq AS seq, {KEY} AS k FROM conversations c WHERE {org_check} = ?"),
+    };
     args.push(Value::Text(org.as_str().to_owned()));
     match scope {
         Scope::Organization => {}
@@ -127,18 +147,28 @@ pub(crate) fn list_inbox(
     let mut args = Vec::new();
     let sql = match lines.as_deref() {
         Some([]) => return Ok(Page { items: Vec::new(), next_cursor: None }),
-        None => select(org, &Scope::Organization, q, cursor, fetch, &mut args),
-        Some([line]) => select(org, &Scope::Line(line), q, cursor, fetch, &mut args),
+        None => select(org, &Scope::Organization, Columns::Full, q, cursor, fetch, &mut args),
+        Some([line]) => select(org, &Scope::Line(line), Columns::Full, q, cursor, fetch, &mut args),
         Some(lines) if lines.len() > MAX_LINE_SUBQUERIES => {
-            select(org, &Scope::Lines(lines), q, cursor, fetch, &mut args)
+            select(org, &Scope::Lines(lines), Columns::Full, q, cursor, fetch, &mut args)
         }
         Some(lines) => {
+            // Each line's first `fetch` keys, merged; then only the page's rows are read.
             let parts: Vec<String> = lines
                 .iter()
-                .map(|line| format!("SELECT * FROM ({})", select(org, &Scope::Line(line), q, cursor, fetch, &mut args)))
+                .map(|line| {
+                    let part = select(org, &Scope::Line(line), Columns::Keys, q, cursor, fetch, &mut args);
+                    format!("SELECT * FROM ({part})")
+                })
                 .collect();
             args.push(Value::Integer(fetch));
-            format!("{} ORDER BY k DESC, seq DESC LIMIT ?", parts.join(" UNION ALL "))
+            format!(
+                "SELECT {CONVERSATION_COLUMNS}, ct.display_name, ct.profile_name, top.k
+                 FROM ({} ORDER BY k DESC, seq DESC LIMIT ?) top
+                 JOIN conversations c ON c.seq = top.seq JOIN contacts ct ON ct.id = c.contact_id
+                 ORDER BY top.k DESC, top.seq DESC",
+                parts.join(" UNION ALL ")
+            )
         }
     };
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
