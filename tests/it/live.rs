@@ -95,9 +95,8 @@ async fn a_send_shows_up_as_a_hint_with_a_resumable_id() {
     let t = TestServer::start().await;
     let token = t.login().await;
     let mut sse = Sse::open(&t, &token, None).await;
-    let (status, sent) = t
-        .send_text(&t.demo.line_token, Some("live-1"), json!({ "to": "+972501234567", "body": "hello" }))
-        .await;
+    let (status, sent) =
+        t.send_text(&t.demo.line_token, Some("live-1"), json!({ "to": "+972501234567", "body": "hello" })).await;
     assert_eq!(status, 202, "{sent}");
     let frame = sse.next_event().await;
     assert_eq!(frame.event.as_deref(), Some("message.created"), "{frame:?}");

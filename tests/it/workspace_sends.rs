@@ -88,10 +88,17 @@ async fn send_form(t: &TestServer, line: &str, token: &str, key: &str, parts: &[
 }
 
 /// Waits until a message of the demo line reaches `status` (the simulator advances on the clock).
+/// Waits until the message reaches `status` or a later one (the simulator moves on from
+/// `delivered` to `read` on its own, possibly between two polls).
 async fn wait_status(t: &TestServer, id: &str, status: &str) -> Value {
+    const ORDER: [&str; 4] = ["queued", "sent", "delivered", "read"];
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s);
+    let wanted = rank(status);
     eventually(&t.clock, Duration::from_millis(50), || async {
         let (_, m) = t.get_json(&format!("/api/v1/messages/{id}"), &t.demo.line_token).await;
-        (m["status"] == status).then_some(m)
+        let now = m["status"].as_str().unwrap_or_default();
+        let reached = now == status || matches!((rank(now), wanted), (Some(n), Some(w)) if n >= w);
+        reached.then_some(m)
     })
     .await
 }

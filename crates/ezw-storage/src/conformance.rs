@@ -137,7 +137,6 @@ macro_rules! conformance_suite {
             state_changes_queue_deliveries_for_subscribers_in_the_same_write,
             webhook_deliveries_lease_retry_finish_and_disable,
             // access control (conformance/access.rs)
-            // [access cases]
             refresh_tokens_rotate_to_a_new_hash,
             a_reused_refresh_token_revokes_the_session,
             expired_and_revoked_sessions_do_not_rotate,
@@ -150,7 +149,6 @@ macro_rules! conformance_suite {
             billing_usage_counts_lines_seats_and_the_open_checkout,
             settling_a_checkout_activates_the_organization_once,
             // team inbox (conformance/workspace.rs)
-            // [workspace cases]
             line_permissions_round_trip_and_are_scoped,
             visible_line_ids_follow_view_permissions,
             line_creation_is_idempotent_and_respects_slots,

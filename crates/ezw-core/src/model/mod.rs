@@ -11,8 +11,8 @@ mod webhook;
 
 pub use inbox::{Attachment, Contact, Conversation};
 pub use inbox::{InboxConversation, Note};
-pub use line::{LinePermission, LineRights};
 pub use line::{EffectiveSendState, HealthStatus, LifecycleState, Line, LineTokenRecord, Pacing, ProviderKind};
+pub use line::{LinePermission, LineRights};
 pub use message::{
     CtaUrlButton, Direction, InteractiveReply, Location, MediaKind, MediaRef, Message, MessageContent, MessageError,
     MessageKind, MessageStatus, Reaction, StatusTimestamps, TemplateRef,

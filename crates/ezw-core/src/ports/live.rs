@@ -227,7 +227,10 @@ mod tests {
     }
 
     fn hint(n: u32) -> LiveHint {
-        LiveHint { version: Some(i64::from(n)), ..LiveHint::new("conversation.updated", OrganizationId::from_raw("org_t")) }
+        LiveHint {
+            version: Some(i64::from(n)),
+            ..LiveHint::new("conversation.updated", OrganizationId::from_raw("org_t"))
+        }
     }
 
     fn versions(replay: Replay) -> Vec<i64> {

@@ -18,10 +18,10 @@ pub use access_store::{
     RefreshRotation,
 };
 pub use billing::{BillingGateway, CheckoutRequest, CheckoutSession, ManualBillingGateway, AWAITING_OPERATOR};
-pub use mailer::{InvitationMail, LogMailer, Mailer};
 pub use blob::BlobStore;
 pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
 pub use live::{BroadcastHub, LiveEvent, LiveEventId, LiveHint, LiveHub, Replay};
+pub use mailer::{InvitationMail, LogMailer, Mailer};
 pub use provider::{
     Capabilities, EventSink, FetchedMedia, InboundRequest, IngestOutcome, IngestResponse, LineProvider,
     OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt,

@@ -441,6 +441,7 @@ impl LinesService<'_> {
     async fn set_state(&self, line: &Line, state: LifecycleState, reason: Option<&str>) -> Result<Option<Line>> {
         let now = self.inner.clock.now();
         let updated = self.inner.store.set_line_state(&line.organization_id, &line.id, state, reason, now).await?;
+        let state = updated.as_ref().map_or(state, |l| l.lifecycle_state);
         publish_line_state(self.inner, line, state);
         self.inner.wake_webhooks();
         if state == LifecycleState::Connected {

@@ -610,7 +610,12 @@ impl MessagesService<'_> {
             return Err(Error::forbidden("resolving messages is a workspace action"));
         }
         let message = self.get(principal, id).await?;
-        authorize_line(self.inner, principal, &message.line_id, LineAccess::Send).await?;
+        let line = authorize_line(self.inner, principal, &message.line_id, LineAccess::Send).await?;
+        if resolution == crate::ports::UnknownResolution::Resend
+            && line.lifecycle_state == crate::model::LifecycleState::Archived
+        {
+            return Err(Error::conflict("line_archived", "the line is archived: it sends nothing new"));
+        }
         let now = self.inner.clock.now();
         let resolved = self
             .inner

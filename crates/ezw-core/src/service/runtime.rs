@@ -15,7 +15,9 @@ use crate::ports::{
 };
 use crate::time::{Clock, SystemClock};
 
-use super::{AuditService, AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService, WebhooksService};
+use super::{
+    AuditService, AuthService, InboxService, IngestService, LinesService, MessagesService, OrgsService, WebhooksService,
+};
 
 /// Runtime settings. Defaults suit production; tests shorten them.
 #[derive(Debug, Clone)]
@@ -110,7 +112,6 @@ pub(crate) struct Inner {
     pub(crate) secrets: crate::crypto::SecretCipher,
     /// Signs short-lived media URLs (HMAC-SHA256 key derived from the signing key).
     pub(crate) media_key: [u8; 32],
-    // [access inner]
     /// Hands invitations to invitees.
     pub(crate) mailer: Arc<dyn crate::ports::Mailer>,
     /// Creates billing checkouts (`None`: the manual gateway on the runtime's clock).
@@ -168,7 +169,6 @@ pub struct EzwBuilder {
     events_rx: mpsc::UnboundedReceiver<ProviderEvent>,
     blobs: Option<Arc<dyn BlobStore>>,
     webhook_transport: Option<Arc<dyn WebhookTransport>>,
-    // [access builder fields]
     mailer: Arc<dyn crate::ports::Mailer>,
     billing_gateway: Option<Arc<dyn crate::ports::BillingGateway>>,
     throttle_limits: super::ThrottleLimits,
@@ -292,7 +292,6 @@ impl EzwBuilder {
                 webhook_wake: Notify::new(),
                 secrets: crate::crypto::SecretCipher::new(&crate::crypto::derive_key(&key, "webhook-secrets")),
                 media_key: crate::crypto::derive_key(&key, "media-urls"),
-                // [access build]
                 mailer: self.mailer,
                 billing_gateway: self.billing_gateway,
                 throttle: super::throttle::Throttle::new(self.throttle_limits),
@@ -318,7 +317,6 @@ impl Ezw {
             events_rx,
             blobs: None,
             webhook_transport: None,
-            // [access builder defaults]
             mailer: Arc::new(crate::ports::LogMailer),
             billing_gateway: None,
             throttle_limits: super::ThrottleLimits::default(),
@@ -373,7 +371,6 @@ impl Ezw {
         AuditService { inner: &self.inner }
     }
 
-    // [access services]
     /// Team administration: members, invitations, roles.
     #[must_use]
     pub fn members(&self) -> super::MembersService<'_> {
@@ -386,15 +383,12 @@ impl Ezw {
         super::BillingService { inner: &self.inner }
     }
 
-    // [inbox services]
-    // [sends services]
     /// Media: signed URLs for stored attachments, and reading through them.
     #[must_use]
     pub fn media(&self) -> super::MediaService<'_> {
         super::MediaService { inner: &self.inner }
     }
 
-    // [live services]
     /// Live streams of refresh hints (what SSE serves).
     #[must_use]
     pub fn live_stream(&self) -> super::LiveService<'_> {

@@ -207,6 +207,19 @@ async fn process(
             },
         };
     };
+    if line.lifecycle_state == crate::model::LifecycleState::Archived {
+        // Archived lines take no new work: a job that reaches here (a retry of a call that was in
+        // flight when the line was archived, or an operator's resend) fails instead of waiting.
+        return JobResult {
+            message_id: job.message.id.clone(),
+            lease_id: job.lease_id.clone(),
+            attempt: None,
+            disposition: JobDisposition::Failed {
+                error: MessageError { code: "line_archived".into(), message: "the line was archived".into() },
+                at: now,
+            },
+        };
+    }
     if line.effective_send_state(billing_ok) != EffectiveSendState::Sendable {
         inner.metrics.held();
         return hold(&job, now.plus(inner.config.hold_interval));

@@ -41,11 +41,7 @@ pub(crate) async fn stream(
         .retry(std::time::Duration::from_millis(RETRY_MS))
         .data(serde_json::json!({ "lastEventId": state.ezw.live().last_event_id().to_string() }).to_string());
     let events = futures_util::stream::unfold((Some(ready), live), next_event);
-    Ok((
-        [("cache-control", "no-cache"), ("x-accel-buffering", "no")],
-        Sse::new(events),
-    )
-        .into_response())
+    Ok(([("cache-control", "no-cache"), ("x-accel-buffering", "no")], Sse::new(events)).into_response())
 }
 
 async fn next_event(

@@ -41,7 +41,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{conversation_id}", get(inbox::get_conversation))
         .route("/api/conversations/{conversation_id}/messages", get(inbox::list_messages))
         .route("/api/audit-logs", get(audit::list))
-        // [access routes]
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/accept-invitation", post(members::accept_invitation))
@@ -50,7 +49,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/memberships/{target_user_id}", axum::routing::patch(members::update).delete(members::disable))
         .route("/api/billing/status", get(billing::status))
         .route("/api/billing/recovery/checkout", post(billing::checkout))
-        // [inbox routes]
         .route("/api/lines/{line_id}/permissions", get(lines::permissions))
         .route(
             "/api/lines/{line_id}/permissions/{target_user_id}",
@@ -62,11 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{conversation_id}/assign", post(inbox::assign))
         .route("/api/conversations/{conversation_id}/contact", axum::routing::patch(inbox::update_contact))
         .route("/api/conversations/{conversation_id}/notes", get(inbox::list_notes).post(inbox::add_note))
-        // [sends routes]
         .route("/api/lines/{line_id}/send", post(sends::send))
         .route("/api/attachments/{attachment_id}/url", get(media::attachment_url))
         .route("/media/{attachment_id}", get(media::download))
-        // [live routes]
         .route("/api/live/stream", get(live::stream))
         // [openapi routes]
         .route("/api/openapi.json", get(openapi::document))
