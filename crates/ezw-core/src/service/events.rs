@@ -84,8 +84,10 @@ pub(crate) async fn apply_events(inner: &Inner, events: Vec<ProviderEvent>) -> R
             ProviderEvent::Inbound(m) => inbound.push(*m),
             ProviderEvent::LineState { line_id, state, reason, at } => {
                 if let Some(line) = inner.store.get_line_unscoped(&line_id).await? {
-                    let kept =
-                        inner.store.set_line_state(&line.organization_id, &line.id, state, reason.as_deref(), at).await?;
+                    let kept = inner
+                        .store
+                        .set_line_state(&line.organization_id, &line.id, state, reason.as_deref(), at)
+                        .await?;
                     // The store keeps an archived line archived whatever the provider reports.
                     let state = kept.map_or(state, |l| l.lifecycle_state);
                     publish_line_state(inner, &line, state);
