@@ -207,3 +207,16 @@ async fn unknown_routes_and_methods_are_json_errors() {
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "invalid_credentials");
 }
+
+#[tokio::test]
+async fn path_segments_that_are_not_utf8_get_the_json_envelope() {
+    let t = TestServer::start().await;
+    let id_token = t.login().await;
+    for path in ["/api/lines/%FF", "/api/conversations/%C0%AF/messages", "/media/%FF"] {
+        let res = t.http.get(t.url(path)).bearer_auth(&id_token).send().await.unwrap();
+        let status = res.status().as_u16();
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!((status, e["error"]["code"].as_str()), (400, Some("invalid_request")), "{path}: {e}");
+    }
+}

@@ -79,7 +79,30 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/twilio/{line_id}/status", post(hooks::twilio_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(enveloped_rejections))
         .with_state(state)
+}
+
+/// Rewrites the plain-text 4xx answers axum's own extractors give (a path segment that is not
+/// UTF-8 after percent-decoding, say) into the JSON error envelope every other error uses.
+async fn enveloped_rejections(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    let (kind, code, message) = match status {
+        StatusCode::NOT_FOUND => (ErrorKind::NotFound, "not_found", "no such resource"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (ErrorKind::PayloadTooLarge, "payload_too_large", "the request body is too large")
+        }
+        _ => (ErrorKind::InvalidInput, "invalid_request", "the request path or parameters are malformed"),
+    };
+    ApiError(Error::new(kind, code, message)).into_response()
 }
 
 /// The webhook routes under `base` (the caller and line come from [`webhooks::LineCaller`]).
