@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::support::{eventually, TestServer};
 use crate::vendor_mock::VendorMock;
 
-const PHONE_NUMBER_ID: &str = "106540352242922";
+pub(crate) const PHONE_NUMBER_ID: &str = "106540352242922";
 const APP_SECRET: &str = "0123456789abcdef0123456789abcdef";
 const ACCESS_TOKEN: &str = "EAAGtestaccesstoken1234567890";
 
@@ -17,15 +17,16 @@ fn signature(body: &[u8]) -> String {
     format!("sha256={}", mac.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-struct MetaLine {
-    t: TestServer,
-    graph: VendorMock,
-    id_token: String,
-    line_id: String,
-    line_token: String,
+/// A demo server with a Meta line whose Graph API is a local mock.
+pub(crate) struct MetaLine {
+    pub(crate) t: TestServer,
+    pub(crate) graph: VendorMock,
+    pub(crate) id_token: String,
+    pub(crate) line_id: String,
+    pub(crate) line_token: String,
 }
 
-async fn meta_line() -> MetaLine {
+pub(crate) async fn meta_line() -> MetaLine {
     let t = TestServer::start().await;
     let graph = VendorMock::start().await;
     let id_token = t.login().await;

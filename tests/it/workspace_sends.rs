@@ -9,8 +9,8 @@ use std::time::Duration;
 use ezw::Clock as _;
 use serde_json::{json, Value};
 
+use crate::meta_e2e::{meta_line, MetaLine, PHONE_NUMBER_ID};
 use crate::support::{eventually, new_org, new_sim_line, TestServer};
-use crate::vendor_mock::VendorMock;
 
 const TO: &str = "+972501234567";
 const OTHER: &str = "+972501234568";
@@ -525,32 +525,9 @@ async fn another_organizations_lines_messages_and_attachments_are_not_found() {
     assert_eq!(s, 404);
 }
 
-const PHONE_NUMBER_ID: &str = "106540352242922";
-
 #[tokio::test]
 async fn a_vendor_gets_a_fresh_signed_url_per_attempt_and_can_fetch_it() {
-    let t = TestServer::start().await;
-    let graph = VendorMock::start().await;
-    let id_token = t.login().await;
-    let res = t
-        .http
-        .post(t.url("/api/lines"))
-        .bearer_auth(&id_token)
-        .json(&json!({
-            "displayName": "Meta support",
-            "phoneNumber": "+15550783881",
-            "provider": {
-                "kind": "meta", "phoneNumberId": PHONE_NUMBER_ID, "wabaId": "102290129340398",
-                "appId": "1234567890", "appSecret": "0123456789abcdef0123456789abcdef",
-                "accessToken": "EAAGtestaccesstoken1234567890", "verifyToken": "verify-me-please",
-                "apiBaseUrl": graph.url
-            }
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let line = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let MetaLine { t, graph, id_token, line_id: line, .. } = meta_line().await;
     let path = format!("/v23.0/{PHONE_NUMBER_ID}/messages");
     graph.json("POST", &path, 503, json!({"error": {"message": "busy", "code": 2}}));
 
