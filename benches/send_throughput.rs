@@ -184,10 +184,10 @@ async fn measure_ezw(seconds: f64, label: &str, workers: bool) {
     let demo = server.demo.clone().unwrap();
     let url = format!("http://{}/api/v1/messages/text", server.addr);
     let _ = drive(url.clone(), Some(demo.line_token.clone()), 1.0, 202, "warmup").await;
-    let before = server.sqlite.writer_stats();
+    let before = server.sqlite.as_ref().expect("the bench runs on SQLite").writer_stats();
     let cpu_before = common::thread_cpu("tokio workers (HTTP server + clients + services)");
     let mut r = drive(url, Some(demo.line_token.clone()), seconds, 202, "measured").await;
-    let w = server.sqlite.writer_stats();
+    let w = server.sqlite.as_ref().expect("the bench runs on SQLite").writer_stats();
     let cpu_after = common::thread_cpu("tokio workers (HTTP server + clients + services)");
     let (txns, jobs) = (w.transactions - before.transactions, w.jobs - before.jobs);
     let busy = (w.busy_ns - before.busy_ns) as f64 / 1e9;

@@ -6,6 +6,7 @@ mod vendor_mock;
 mod access;
 mod authz;
 mod channel_api;
+mod cluster;
 mod delivery;
 mod embedded;
 mod errors;

@@ -1,7 +1,7 @@
 //! Every kind of outbound vendor request, validated by Stoplight Prism against the vendors' own
 //! OpenAPI specs (`../shared/specs/`). `.ci/run` starts Prism and runs these with `--ignored`;
-//! locally: `npx @stoplight/prism-cli mock -p 47110 ../shared/specs/meta-business-messaging-api_v23.0.yaml`
-//! (and `-p 47111 ../shared/specs/twilio_api_v2010.json`), then set `EZW_PRISM_META_URL` /
+//! locally: `npx @stoplight/prism-cli mock -p 17110 ../shared/specs/meta-business-messaging-api_v23.0.yaml`
+//! (and `-p 17111 ../shared/specs/twilio_api_v2010.json`), then set `EZW_PRISM_META_URL` /
 //! `EZW_PRISM_TWILIO_URL`.
 //!
 //! Known gaps in the vendor specs (asserted, so a fixed spec shows up here):

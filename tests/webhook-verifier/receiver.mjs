@@ -11,7 +11,7 @@ import { Webhook } from "standardwebhooks";
 
 const require = createRequire(import.meta.url);
 const library = `standardwebhooks@${require("standardwebhooks/package.json").version}`;
-const port = Number(process.env.PORT || 47120);
+const port = Number(process.env.PORT || 17120);
 
 let webhook = null;
 let results = [];

@@ -1,4 +1,5 @@
-//! `ezw-server`: runs EZW with the embedded SQLite store.
+//! `ezw-server`: runs EZW with the embedded SQLite store, or as one of several nodes on a
+//! PostgreSQL database.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,9 +22,13 @@ struct Cli {
     /// Directory for the database, the server key and demo.json.
     #[arg(long, env = "EZW_DATA_DIR", default_value = "./ezw-data", global = true)]
     data_dir: PathBuf,
-    /// Database URL (default: the SQLite file `ezw.db` in the data directory).
+    /// Database URL: `postgres://user:password@host:port/database` runs this node on PostgreSQL
+    /// (several nodes may share it); default: the SQLite file `ezw.db` in the data directory.
     #[arg(long, env = "EZW_DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// PostgreSQL schema for EZW's tables (default `public`).
+    #[arg(long, env = "EZW_DATABASE_SCHEMA", global = true)]
+    database_schema: Option<String>,
     /// The public base URL vendors reach this server at (webhooks, Twilio status callbacks and
     /// signatures use it). Default: http://<bind>.
     #[arg(long, env = "EZW_PUBLIC_URL")]
@@ -67,7 +72,8 @@ enum BillingCommand {
 
 /// Runs an administrative command; prints the result as JSON.
 async fn run_admin(cli: &Cli, command: &Command) -> Result<serde_json::Value, ezw_core::Error> {
-    let ezw = ezw_http::server::open_admin(&cli.data_dir, cli.database_url.as_deref())?;
+    let ezw = ezw_http::server::open_admin(&cli.data_dir, cli.database_url.as_deref(), cli.database_schema.as_deref())
+        .await?;
     let Command::Billing(billing) = command;
     match billing {
         BillingCommand::Settle { checkout_id } => {
@@ -110,6 +116,7 @@ async fn main() -> std::process::ExitCode {
     let options = ServerOptions::new(cli.bind, cli.data_dir.clone())
         .config(config)
         .database_url(cli.database_url)
+        .database_schema(cli.database_schema)
         .public_url(cli.public_url)
         .allow_private_webhook_targets(cli.allow_private_webhook_targets)
         .demo(cli.demo);

@@ -14,6 +14,7 @@ use ezw_providers::sim::SimProvider;
 use ezw_providers::twilio::{TwilioOptions, TwilioProvider};
 use ezw_providers::webhook::HttpWebhookTransport;
 use ezw_storage::blob::FsBlobStore;
+use ezw_storage::postgres::{PgOptions, PgStore};
 use ezw_storage::sqlite::SqliteStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -29,6 +30,7 @@ pub struct ServerOptions {
     bind: SocketAddr,
     data_dir: PathBuf,
     database_url: Option<String>,
+    database_schema: Option<String>,
     demo: bool,
     clock: Arc<dyn Clock>,
     config: EzwConfig,
@@ -58,6 +60,7 @@ impl ServerOptions {
             bind,
             data_dir: data_dir.into(),
             database_url: None,
+            database_schema: None,
             demo: false,
             clock: Arc::new(SystemClock),
             config: EzwConfig::default(),
@@ -122,9 +125,16 @@ impl ServerOptions {
         self
     }
 
-    /// The database (default: `sqlite://<data-dir>/ezw.db`).
+    /// The database (default: `sqlite://<data-dir>/ezw.db`; see [`database`]).
     pub fn database_url(mut self, url: Option<String>) -> Self {
         self.database_url = url;
+        self
+    }
+
+    /// The PostgreSQL schema to use (default `public`); several deployments can share one
+    /// database in different schemas. Ignored for SQLite.
+    pub fn database_schema(mut self, schema: Option<String>) -> Self {
+        self.database_schema = schema;
         self
     }
 
@@ -162,8 +172,8 @@ pub struct RunningServer {
     pub ezw: Ezw,
     /// The simulator provider (a control handle for demos and tests).
     pub sim: SimProvider,
-    /// The SQLite store (for its writer statistics).
-    pub sqlite: Arc<SqliteStore>,
+    /// The SQLite store (for its writer statistics), when the server runs on SQLite.
+    pub sqlite: Option<Arc<SqliteStore>>,
     /// The demo workspace, when started with `--demo`.
     pub demo: Option<DemoInfo>,
     stop: oneshot::Sender<()>,
@@ -172,26 +182,77 @@ pub struct RunningServer {
     grace: Duration,
 }
 
-/// Resolves `--database-url` to a SQLite path.
+/// Where the data lives, from `--database-url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded SQLite file at this path.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by every node (`postgres://` or `postgresql://` URL).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            // The URL may carry a password.
+            Self::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+/// Resolves `--database-url`: empty means `sqlite://<data-dir>/ezw.db`; `sqlite://path` (or a
+/// bare path) a SQLite file; `postgres://...` or `postgresql://...` PostgreSQL.
 ///
 /// # Errors
-/// `unsupported_database` for schemes this build does not support.
-pub fn sqlite_path(database_url: Option<&str>, data_dir: &Path) -> Result<PathBuf> {
-    let Some(url) = database_url.filter(|u| !u.is_empty()) else { return Ok(data_dir.join("ezw.db")) };
+/// `unsupported_database` for other schemes.
+pub fn database(database_url: Option<&str>, data_dir: &Path) -> Result<Database> {
+    let Some(url) = database_url.filter(|u| !u.is_empty()) else {
+        return Ok(Database::Sqlite(data_dir.join("ezw.db")));
+    };
     if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        return Ok(PathBuf::from(rest));
+        return Ok(Database::Sqlite(PathBuf::from(rest)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Database::Postgres(url.to_owned()));
     }
     if url.contains("://") {
         return Err(Error::new(
             ezw_core::ErrorKind::Unsupported,
             "unsupported_database",
             format!(
-                "unsupported database URL scheme in '{}': this build supports sqlite",
+                "unsupported database URL scheme in '{}': this build supports sqlite and postgres",
                 url.split("://").next().unwrap_or("")
             ),
         ));
     }
-    Ok(PathBuf::from(url))
+    Ok(Database::Sqlite(PathBuf::from(url)))
+}
+
+/// The store a server runs on, with what the PostgreSQL backend adds for several nodes.
+struct Storage {
+    store: Arc<dyn ezw_core::ports::Store>,
+    sqlite: Option<Arc<SqliteStore>>,
+    postgres: Option<Arc<PgStore>>,
+}
+
+async fn open_storage(database: &Database, schema: Option<&str>) -> Result<Storage> {
+    match database {
+        Database::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(path)?);
+            tracing::info!(database = %path.display(), "storage ready (SQLite)");
+            Ok(Storage { store: store.clone(), sqlite: Some(store), postgres: None })
+        }
+        Database::Postgres(url) => {
+            let mut options = PgOptions::new(url.clone());
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            let store = Arc::new(PgStore::connect(options).await?);
+            tracing::info!(schema = store.schema(), "storage ready (PostgreSQL)");
+            Ok(Storage { store: store.clone(), sqlite: None, postgres: Some(store) })
+        }
+    }
 }
 
 /// Reads the server key from `<data-dir>/server.key`, generating it on first start.
@@ -237,9 +298,11 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| Error::internal(format!("creating data dir {}: {e}", options.data_dir.display())))?;
     let key = server_key(&options.data_dir)?;
-    let db_path = sqlite_path(options.database_url.as_deref(), &options.data_dir)?;
-    let store = Arc::new(SqliteStore::open(&db_path)?);
-    tracing::info!(database = %db_path.display(), "storage ready");
+    let storage = open_storage(
+        &database(options.database_url.as_deref(), &options.data_dir)?,
+        options.database_schema.as_deref(),
+    )
+    .await?;
 
     let listener = tokio::net::TcpListener::bind(options.bind)
         .await
@@ -253,8 +316,15 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     let cipher = SecretCipher::new(&derive_key(&key, "ezw credentials v1"));
     let http = provider_http_client(options.provider_timeout)?;
     let blobs = Arc::new(FsBlobStore::open(options.data_dir.join("blobs"))?);
-    let builder = ezw_core::Ezw::builder(store.clone())
-        .clock(options.clock.clone())
+    let mut builder = ezw_core::Ezw::builder(storage.store.clone()).clock(options.clock.clone());
+    if let Some(pg) = &storage.postgres {
+        // Several nodes: wake-ups and live hints cross nodes through LISTEN/NOTIFY.
+        let config = &options.config;
+        builder = builder.wake_source(Arc::new(pg.wake_source())).live_hub(
+            pg.live_hub(config.live_replay_capacity, config.live_replay_window, options.clock.clone()).await?,
+        );
+    }
+    let builder = builder
         .config(runtime_config(&options.config, &public_url))
         .blob_store(blobs)
         .webhook_transport(Arc::new(HttpWebhookTransport::new(options.allow_private_webhook_targets)));
@@ -290,7 +360,17 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
             .await
     });
     tracing::info!(%addr, public_url = %public_url, "ezw-server listening");
-    Ok(RunningServer { addr, ezw, sim, sqlite: store, demo, stop, http, workers, grace: options.shutdown_grace })
+    Ok(RunningServer {
+        addr,
+        ezw,
+        sim,
+        sqlite: storage.sqlite,
+        demo,
+        stop,
+        http,
+        workers,
+        grace: options.shutdown_grace,
+    })
 }
 
 /// The runtime settings, with media links built on the public URL unless set explicitly.
@@ -303,23 +383,26 @@ fn runtime_config(config: &EzwConfig, public_url: &url::Url) -> EzwConfig {
 }
 
 /// Opens an existing data directory for administrative commands (`ezw-server billing ...`): the
-/// database and server key, no listener, providers or workers. Safe beside a running server
-/// (SQLite serialises the writers).
+/// database and server key, no listener, providers or workers. Safe beside running servers
+/// (SQLite serialises the writers; PostgreSQL transactions do).
 ///
 /// # Errors
-/// `not_found` when the directory has no database or no server key yet (start the server once).
-pub fn open_admin(data_dir: &Path, database_url: Option<&str>) -> Result<Ezw> {
-    let db_path = sqlite_path(database_url, data_dir)?;
+/// `not_found` when the directory has no SQLite database or no server key yet (start the
+/// server once).
+pub async fn open_admin(data_dir: &Path, database_url: Option<&str>, schema: Option<&str>) -> Result<Ezw> {
+    let database = database(database_url, data_dir)?;
     let missing = |what: String| Error::new(ezw_core::ErrorKind::NotFound, "not_found", what);
-    if !db_path.exists() {
-        return Err(missing(format!("no database at {}", db_path.display())));
+    if let Database::Sqlite(path) = &database {
+        if !path.exists() {
+            return Err(missing(format!("no database at {}", path.display())));
+        }
     }
     if !data_dir.join("server.key").exists() {
         return Err(missing(format!("no server key in {}", data_dir.display())));
     }
     let key = server_key(data_dir)?;
-    let store = Arc::new(SqliteStore::open(&db_path)?);
-    ezw_core::Ezw::builder(store).signing_key(&derive_key(&key, "ezw id tokens v1")).build()
+    let storage = open_storage(&database, schema).await?;
+    ezw_core::Ezw::builder(storage.store).signing_key(&derive_key(&key, "ezw id tokens v1")).build()
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

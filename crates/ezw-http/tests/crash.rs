@@ -13,6 +13,9 @@
 //! It is `#[ignore]`d for quick local runs; CI runs it with
 //! `cargo test -p ezw-http --test crash -- --ignored --nocapture`.
 //!
+//! The same binary holds the multi-node test ([`multinode`]): two servers on one PostgreSQL
+//! database.
+//!
 //! The server's outbox lease is shortened through `EZW_OUTBOX_LEASE_MS` (and the
 //! `--outbox-lease-ms` flag when `ezw-server --help` lists it); with the default 60 s lease the
 //! test still passes, only slower.
@@ -67,6 +70,10 @@ struct ServerConfig {
     log_dir: PathBuf,
     /// `ezw-server --help` lists `--outbox-lease-ms`.
     lease_flag: bool,
+    /// Start with `--demo` (creates the demo workspace).
+    demo: bool,
+    /// More arguments (the multi-node test's `--database-url`).
+    extra: Vec<String>,
 }
 
 impl ServerConfig {
@@ -90,9 +97,12 @@ impl ServerConfig {
             .arg(&bind)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .arg("--demo")
             .arg("--public-url")
-            .arg(self.base_url());
+            .arg(self.base_url())
+            .args(&self.extra);
+        if self.demo {
+            cmd.arg("--demo");
+        }
         if self.lease_flag {
             cmd.arg("--outbox-lease-ms").arg(LEASE_MS.to_string());
         }
@@ -633,6 +643,8 @@ async fn kill_dash_nine_loses_nothing_and_duplicates_nothing() {
         data_dir: tmp.path().join("data"),
         log_dir: tmp.path().to_path_buf(),
         lease_flag,
+        demo: true,
+        extra: Vec::new(),
     };
     let base = config.base_url();
     let db = config.data_dir.join("ezw.db");
@@ -797,3 +809,6 @@ async fn kill_dash_nine_loses_nothing_and_duplicates_nothing() {
         );
     }
 }
+
+#[path = "processes/multinode.rs"]
+mod multinode;

@@ -56,8 +56,10 @@ use ezw_core::{ErrorKind, PhoneNumber, Result, Timestamp};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod access;
+mod cluster;
 mod workspace;
 pub use access::*;
+pub use cluster::*;
 pub use workspace::*;
 
 /// A store under test, plus whatever must live as long as it (a temporary directory, a
@@ -159,6 +161,10 @@ macro_rules! conformance_suite {
             assignment_is_compare_and_set,
             contact_names_are_set_and_scoped,
             notes_are_listed_newest_first_and_scoped,
+            // several nodes (conformance/cluster.rs)
+            session_leases_are_exclusive_renewable_and_expire,
+            concurrent_session_lease_acquisitions_have_one_winner,
+            session_lines_are_listed_by_provider_kind,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

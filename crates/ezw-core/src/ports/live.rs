@@ -68,6 +68,70 @@ impl LiveHint {
     }
 }
 
+/// Every hint kind the runtime publishes (see [`LiveHint::kind`]).
+pub const LIVE_HINT_KINDS: &[&str] = &[
+    "message.created",
+    "message.status",
+    "message.updated",
+    "conversation.created",
+    "conversation.updated",
+    "note.created",
+    "line.state",
+    "line.updated",
+    "access.changed",
+];
+
+/// The owned shape of a hint on the wire between nodes.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireHint {
+    #[serde(rename = "type")]
+    kind: String,
+    organization_id: String,
+    line_id: Option<String>,
+    conversation_id: Option<String>,
+    message_id: Option<String>,
+    state: Option<String>,
+    version: Option<i64>,
+    note_id: Option<String>,
+    user_id: Option<String>,
+}
+
+impl LiveHint {
+    /// The JSON form hubs pass between nodes (the same as SSE clients get).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads [`LiveHint::to_json`]'s form back; `None` for anything else, including a kind or
+    /// state this build does not know (from a newer node during a rolling upgrade).
+    #[must_use]
+    pub fn from_json(json: &str) -> Option<Self> {
+        let w: WireHint = serde_json::from_str(json).ok()?;
+        let kind = LIVE_HINT_KINDS.iter().copied().find(|k| *k == w.kind)?;
+        let state = match w.state.as_deref() {
+            None => None,
+            Some(s) => Some(
+                crate::model::MessageStatus::parse(s)
+                    .map(crate::model::MessageStatus::as_str)
+                    .or_else(|| crate::model::LifecycleState::parse(s).map(crate::model::LifecycleState::as_str))?,
+            ),
+        };
+        Some(Self {
+            kind,
+            organization_id: OrganizationId::from_raw(w.organization_id),
+            line_id: w.line_id.map(LineId::from_raw),
+            conversation_id: w.conversation_id.map(ConversationId::from_raw),
+            message_id: w.message_id.map(MessageId::from_raw),
+            state,
+            version: w.version,
+            note_id: w.note_id.map(NoteId::from_raw),
+            user_id: w.user_id.map(UserId::from_raw),
+        })
+    }
+}
+
 /// A published hint with its place in the hub's sequence.
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
@@ -272,6 +336,25 @@ mod tests {
         clock.advance(Duration::from_secs(301));
         assert!(matches!(hub.replay_since(second), Replay::Gap), "beyond the window");
         assert_eq!(versions(hub.replay_since(hub.last_event_id())), Vec::<i64>::new(), "nothing missed");
+    }
+
+    #[test]
+    fn hints_cross_nodes_as_json() {
+        let hint = LiveHint {
+            line_id: Some(LineId::from_raw("ln_1")),
+            message_id: Some(MessageId::from_raw("msg_1")),
+            state: Some("delivered"),
+            version: Some(3),
+            ..LiveHint::new("message.status", OrganizationId::from_raw("org_t"))
+        };
+        let back = LiveHint::from_json(&hint.to_json()).expect("a known hint reads back");
+        assert_eq!(back.to_json(), hint.to_json());
+        assert_eq!((back.kind, back.state), ("message.status", Some("delivered")));
+        let line = LiveHint { state: Some("connected"), ..LiveHint::new("line.state", OrganizationId::from_raw("o")) };
+        assert_eq!(LiveHint::from_json(&line.to_json()).and_then(|h| h.state), Some("connected"));
+        assert!(LiveHint::from_json(r#"{"type":"message.exploded","organizationId":"o"}"#).is_none());
+        assert!(LiveHint::from_json(r#"{"type":"line.state","organizationId":"o","state":"melted"}"#).is_none());
+        assert!(LiveHint::from_json("not json").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod access_store;
 mod billing;
 mod blob;
+mod cluster;
 mod identity;
 mod live;
 mod mailer;
@@ -19,8 +20,9 @@ pub use access_store::{
 };
 pub use billing::{BillingGateway, CheckoutRequest, CheckoutSession, ManualBillingGateway, AWAITING_OPERATOR};
 pub use blob::BlobStore;
+pub use cluster::{ClusterStore, SessionLease, Wake, WakeSource};
 pub use identity::{Argon2Hasher, HmacTokenSigner, IdClaims, PasswordHasher, TokenSigner};
-pub use live::{BroadcastHub, LiveEvent, LiveEventId, LiveHint, LiveHub, Replay};
+pub use live::{BroadcastHub, LiveEvent, LiveEventId, LiveHint, LiveHub, Replay, LIVE_HINT_KINDS};
 pub use mailer::{InvitationMail, LogMailer, Mailer};
 pub use provider::{
     Capabilities, EventSink, FetchedMedia, InboundRequest, IngestOutcome, IngestResponse, LineProvider,

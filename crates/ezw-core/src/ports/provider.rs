@@ -335,6 +335,25 @@ pub trait LineProvider: Send + Sync + 'static {
         Err(ProviderError::unsupported("webhook ingress"))
     }
 
+    /// Session-style providers (QR-paired web sessions) keep one live connection per line. The
+    /// runtime calls this on the one node holding the line's session lease (see
+    /// [`ClusterStore`](super::ClusterStore)), once per acquisition; another node takes the line
+    /// over when this node stops renewing. Only called for providers whose capabilities include
+    /// `qr_pairing`.
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`]; the runtime tries again at its next lease renewal.
+    async fn open_session(&self, line: &Line) -> Result<(), ProviderError> {
+        let _ = line;
+        Ok(())
+    }
+
+    /// Closes what [`LineProvider::open_session`] opened: this node lost or gave up the lease, or
+    /// the line was archived.
+    async fn close_session(&self, line: &Line) {
+        let _ = line;
+    }
+
     /// Downloads inbound media named by `media` (a provider media id or a provider URL).
     ///
     /// # Errors

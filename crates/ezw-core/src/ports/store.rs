@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AccessStore, WorkspaceStore};
+use super::{AccessStore, ClusterStore, WorkspaceStore};
 use crate::error::Result;
 use crate::ids::{
     AttachmentId, ContactId, ConversationId, DeliveryId, LineId, LineTokenId, MessageId, OrganizationId, SessionId,
@@ -70,6 +70,34 @@ pub struct NewOutbound {
     pub idempotency: Option<IdempotencyClaim>,
     /// Acceptance time.
     pub created_at: Timestamp,
+}
+
+impl NewOutbound {
+    /// The message this send creates, `queued` in `conversation_id` (what backends store and
+    /// return as [`EnqueueOutcome::Created`]).
+    #[must_use]
+    pub fn queued_message(&self, conversation_id: ConversationId) -> Message {
+        Message {
+            id: self.message_id.clone(),
+            organization_id: self.organization_id.clone(),
+            line_id: self.line_id.clone(),
+            conversation_id,
+            direction: crate::model::Direction::Outbound,
+            kind: self.kind,
+            content: self.content.clone(),
+            status: MessageStatus::Queued,
+            status_timestamps: crate::model::StatusTimestamps {
+                queued_at: Some(self.created_at),
+                ..crate::model::StatusTimestamps::default()
+            },
+            provider_message_id: None,
+            error: None,
+            attempts: 0,
+            sent_by_user_id: self.sent_by_user_id.clone(),
+            idempotency_key: self.idempotency.as_ref().map(|i| i.key.clone()),
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// The result of [`Store::enqueue_outbound`].
@@ -405,10 +433,10 @@ pub struct DeliveryResult {
     pub disable_webhook: Option<(String, AuditEvent)>,
 }
 
-/// The storage port. Its access-control and team-inbox parts are the supertraits
-/// [`AccessStore`] and [`WorkspaceStore`].
+/// The storage port. Its access-control, team-inbox and multi-node parts are the supertraits
+/// [`AccessStore`], [`WorkspaceStore`] and [`ClusterStore`].
 #[async_trait]
-pub trait Store: AccessStore + WorkspaceStore + Send + Sync + 'static {
+pub trait Store: AccessStore + WorkspaceStore + ClusterStore + Send + Sync + 'static {
     // ---- organizations, users, sessions ----
 
     /// Creates an organization with `owner` as its owner; inserts the user when `new_user`.

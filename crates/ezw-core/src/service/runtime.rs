@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::ProviderKind;
 use crate::ports::{
     Argon2Hasher, BlobStore, BroadcastHub, EventSink, HmacTokenSigner, LineProvider, LiveHub, PasswordHasher,
-    ProviderEvent, Store, TokenSigner, WebhookTransport,
+    ProviderEvent, Store, TokenSigner, WakeSource, WebhookTransport,
 };
 use crate::time::{Clock, SystemClock};
 
@@ -66,6 +66,12 @@ pub struct EzwConfig {
     /// gives providers such URLs for uploaded attachments. Without it (the default) attachment
     /// URLs answer 501 `media_url_unavailable` and attachment sends fail with that code.
     pub media_base_url: Option<url::Url>,
+    /// This node's name among the nodes sharing a store (default: `node-` and 12 random hex
+    /// digits). Session leases name their holder by it.
+    pub node_id: String,
+    /// How long a node holds a session-style line's lease without renewing it (default 30 s;
+    /// renewed every third of it). A dead node's sessions move to another node after it.
+    pub session_lease: Duration,
 }
 
 impl Default for EzwConfig {
@@ -90,6 +96,8 @@ impl Default for EzwConfig {
             live_replay_window: Duration::from_secs(300),
             live_replay_capacity: 10_000,
             media_base_url: None,
+            node_id: format!("node-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+            session_lease: Duration::from_secs(30),
         }
     }
 }
@@ -108,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) webhook_transport: Option<Arc<dyn WebhookTransport>>,
     pub(crate) webhook_wake: Notify,
+    /// Wake-ups from other nodes, when the store is shared.
+    pub(crate) wake_source: Option<Arc<dyn WakeSource>>,
     /// Seals webhook signing secrets at rest.
     pub(crate) secrets: crate::crypto::SecretCipher,
     /// Signs short-lived media URLs (HMAC-SHA256 key derived from the signing key).
@@ -172,6 +182,7 @@ pub struct EzwBuilder {
     mailer: Arc<dyn crate::ports::Mailer>,
     billing_gateway: Option<Arc<dyn crate::ports::BillingGateway>>,
     throttle_limits: super::ThrottleLimits,
+    wake_source: Option<Arc<dyn WakeSource>>,
 }
 
 impl EzwBuilder {
@@ -185,6 +196,13 @@ impl EzwBuilder {
     /// [`EzwConfig::live_replay_capacity`] hints of [`EzwConfig::live_replay_window`]).
     pub fn live_hub(mut self, live: Arc<dyn LiveHub>) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// Wake-ups from the other nodes sharing the store (for PostgreSQL: `PgStore::wake_source`).
+    /// Without one, workers notice other nodes' work at their backstop poll.
+    pub fn wake_source(mut self, source: Arc<dyn WakeSource>) -> Self {
+        self.wake_source = Some(source);
         self
     }
 
@@ -290,6 +308,7 @@ impl EzwBuilder {
                 metrics: crate::metrics::Metrics::default(),
                 webhook_transport: self.webhook_transport,
                 webhook_wake: Notify::new(),
+                wake_source: self.wake_source,
                 secrets: crate::crypto::SecretCipher::new(&crate::crypto::derive_key(&key, "webhook-secrets")),
                 media_key: crate::crypto::derive_key(&key, "media-urls"),
                 mailer: self.mailer,
@@ -320,6 +339,7 @@ impl Ezw {
             mailer: Arc::new(crate::ports::LogMailer),
             billing_gateway: None,
             throttle_limits: super::ThrottleLimits::default(),
+            wake_source: None,
         }
     }
 
@@ -395,6 +415,12 @@ impl Ezw {
         super::LiveService { inner: &self.inner }
     }
 
+    /// This node's name among the nodes sharing the store ([`EzwConfig::node_id`]).
+    #[must_use]
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
     /// The storage port.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -441,6 +467,12 @@ impl Ezw {
             tokio::spawn(super::events::event_loop(self.inner.clone(), rx, stop_rx.clone())),
             tokio::spawn(crate::worker::purge_loop(self.inner.clone(), stop_rx.clone())),
         ];
+        if let Some(source) = &self.inner.wake_source {
+            tasks.push(tokio::spawn(crate::worker::wake_loop(self.inner.clone(), source.subscribe(), stop_rx.clone())));
+        }
+        if self.inner.providers.values().any(|p| p.capabilities().qr_pairing) {
+            tasks.push(tokio::spawn(crate::worker::sessions::session_loop(self.inner.clone(), stop_rx.clone())));
+        }
         if let Some(transport) = self.inner.webhook_transport.clone() {
             tasks.push(tokio::spawn(crate::worker::webhooks::dispatch_loop(self.inner.clone(), transport, stop_rx)));
         }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 mod pacing;
+pub(crate) mod sessions;
 pub(crate) mod webhooks;
 
 use pacing::Gates;
@@ -401,6 +402,29 @@ async fn send(inner: &Inner, provider: &dyn crate::ports::LineProvider, line: &L
         JobDisposition::Retry { .. } | JobDisposition::Hold { .. } => {}
     }
     JobResult { message_id: job.message.id, lease_id: job.lease_id, attempt: Some(attempt), disposition }
+}
+
+/// Forwards wake-ups from other nodes to this node's workers.
+pub(crate) async fn wake_loop(
+    inner: Arc<Inner>,
+    mut wakes: tokio::sync::broadcast::Receiver<crate::ports::Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            wake = wakes.recv() => match wake {
+                Ok(crate::ports::Wake::Outbox) => inner.outbox_wake.notify_one(),
+                Ok(crate::ports::Wake::Webhooks) => inner.wake_webhooks(),
+                Err(RecvError::Lagged(_)) => {
+                    inner.outbox_wake.notify_one();
+                    inner.wake_webhooks();
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 pub(crate) async fn purge_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {

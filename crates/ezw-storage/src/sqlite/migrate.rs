@@ -14,6 +14,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "webhooks", include_str!("migrations/0005_webhooks.sql")),
     (6, "access", include_str!("migrations/0006_access.sql")),
     (7, "workspace", include_str!("migrations/0007_workspace.sql")),
+    (8, "cluster", include_str!("migrations/0008_cluster.sql")),
 ];
 
 /// Applies the migrations the database does not have yet, each in its own transaction.

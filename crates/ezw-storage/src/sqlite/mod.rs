@@ -3,6 +3,7 @@
 
 mod access;
 mod checkpoint;
+mod cluster;
 mod identity;
 mod inbox;
 mod lines;

@@ -2,7 +2,7 @@
 
 use ezw_core::crypto::random_token;
 use ezw_core::ids::{ConversationId, LineId, MessageId, OrganizationId};
-use ezw_core::model::{Direction, Message, MessageError, MessageStatus, StatusTimestamps};
+use ezw_core::model::{Message, MessageError, MessageStatus};
 use ezw_core::ports::{
     EnqueueOutcome, InboundOutcome, JobDisposition, JobResult, MessageChange, NewInbound, NewOutbound, OutboxJob,
     OutboxStats, SendTarget, StatusUpdate, UnknownResolution,
@@ -114,23 +114,7 @@ pub(super) fn enqueue_outbound(conn: &Connection, send: &NewOutbound) -> Result<
         })
         .map_err(db_err)?;
     }
-    let message = Message {
-        id: send.message_id.clone(),
-        organization_id: send.organization_id.clone(),
-        line_id: send.line_id.clone(),
-        conversation_id,
-        direction: Direction::Outbound,
-        kind: send.kind,
-        content: send.content.clone(),
-        status: MessageStatus::Queued,
-        status_timestamps: StatusTimestamps { queued_at: Some(now), ..StatusTimestamps::default() },
-        provider_message_id: None,
-        error: None,
-        attempts: 0,
-        sent_by_user_id: send.sent_by_user_id.clone(),
-        idempotency_key: send.idempotency.as_ref().map(|i| i.key.clone()),
-        created_at: now,
-    };
+    let message = send.queued_message(conversation_id);
     webhooks::emit_message(conn, &message, &recipient)?;
     Ok(EnqueueOutcome::Created(message))
 }
