@@ -124,6 +124,10 @@ const MT: Cell = err(401, "missing_token");
 const EX: Cell = err(401, "token_expired");
 /// 401 `invalid_line_token`: an ID token (or an expired one) on the Channel API.
 const IL: Cell = err(401, "invalid_line_token");
+/// 409 `line_not_qr_paired`: the QR API on a line that is not paired by QR code.
+const NQ: Cell = err(409, "line_not_qr_paired");
+/// 409 `no_pairing`: the simulator's scan on a line that shows no code.
+const NP: Cell = err(409, "no_pairing");
 
 /// How a row's request body is built.
 #[derive(Clone, Copy)]
@@ -157,6 +161,10 @@ fn row(method: Method, path: &'static str, body: Body, expect: [Cell; 9]) -> Row
 fn new_line(_: &World, who: Who) -> Value {
     let phone = format!("+1555010960{}", who as usize);
     json!({"displayName": "Authz line", "phoneNumber": phone, "provider": {"kind": "simulator"}})
+}
+
+fn scan_code(_: &World, _: Who) -> Value {
+    json!({"code": "2@authz"})
 }
 
 fn full_rights(_: &World, _: Who) -> Value {
@@ -247,6 +255,11 @@ fn lines_members_billing_rows() -> Vec<Row> {
         row(Method::GET, "/api/billing/status", Empty,                     [OK, OK, OK, OK, WT, OK, MT, EX, WT]),
         row(Method::POST, "/api/billing/recovery/checkout", Empty,         [CR, OR, OR, OR, WT, NR, MT, EX, WT]),
         row(Method::GET, "/api/audit-logs", Empty,                         [OK, OK, FB, FB, WT, OK, MT, EX, WT]),
+        row(Method::GET, "/api/lines/{lineId}/qr", Empty,                  [NQ, NQ, NQ, NF, WT, NF, MT, EX, WT]),
+        row(Method::POST, "/api/lines/{lineId}/qr", Empty,                 [NQ, NQ, NQ, NF, WT, NF, MT, EX, WT]),
+        row(Method::GET, "/api/lines/{lineId}/transitions", Empty,         [OK, OK, OK, NF, WT, NF, MT, EX, WT]),
+        row(Method::POST, "/api/lines/{lineId}/simulator/scan", Json(scan_code),
+                                                                           [NP, NP, NP, NF, WT, NF, MT, EX, WT]),
         // Last: these end the line's token, the line's work, and each caller's session.
         row(Method::POST, "/api/lines/{lineId}/api-token", Empty,          [CR, CR, FB, NF, WT, NF, MT, EX, WT]),
         row(Method::POST, "/api/lines/{lineId}/archive", Empty,            [OK, OK, FB, NF, WT, NF, MT, EX, WT]),

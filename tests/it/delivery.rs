@@ -37,7 +37,7 @@ impl LineProvider for Scripted {
         Ok(config.clone())
     }
 
-    fn initial_state(&self) -> LifecycleState {
+    fn initial_state(&self, _config: &serde_json::Value) -> LifecycleState {
         LifecycleState::Connected
     }
 

@@ -17,6 +17,7 @@ mod live;
 mod meta_e2e;
 mod openapi;
 mod prism;
+mod qr;
 mod scoping;
 mod twilio_e2e;
 mod webhook_verifier;

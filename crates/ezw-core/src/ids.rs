@@ -117,6 +117,8 @@ id_type!(/// One webhook's delivery of one event (the same across retries: recei
     DeliveryId, "dlv");
 id_type!(/// An event that webhooks deliver (shared by the deliveries of every subscribed webhook).
     EventId, "evt");
+id_type!(/// One request to pair a QR line (a QR code or a phone-number code, with its rotations).
+    PairingId, "pair");
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ pub mod ports;
 mod principal;
 mod secret;
 pub mod service;
+pub mod session;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod time;
@@ -38,7 +39,7 @@ mod worker;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{
     AttachmentId, AuditEventId, CampaignId, ContactId, ConversationId, DeliveryId, EventId, LineId, LineTokenId,
-    MessageId, NoteId, OrganizationId, SessionId, UserId, WebhookId,
+    MessageId, NoteId, OrganizationId, PairingId, SessionId, UserId, WebhookId,
 };
 pub use phone::PhoneNumber;
 pub use principal::{LineAccess, LinePrincipal, Principal, UserPrincipal};

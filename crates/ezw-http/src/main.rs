@@ -9,6 +9,9 @@ use ezw_core::model::BillingState;
 use ezw_core::OrganizationId;
 use ezw_http::{start, ServerOptions};
 
+mod pair;
+mod terminal_qr;
+
 /// EZW server: WhatsApp support inbox API. Without a command, runs the server.
 #[derive(Debug, Parser)]
 #[command(name = "ezw-server", version, about)]
@@ -50,6 +53,43 @@ enum Command {
     /// Billing administration (works beside a running server).
     #[command(subcommand)]
     Billing(BillingCommand),
+    /// Line administration (works beside a running server).
+    #[command(subcommand)]
+    Lines(LinesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LinesCommand {
+    /// Pairs a QR line from the terminal: requests a new pairing (the running server's session
+    /// picks it up), prints each QR code as it rotates, and exits 0 once the phone scanned it,
+    /// 1 when the pairing ended without a scan or timed out, 130 on Ctrl-C.
+    Pair(PairArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PairArgs {
+    /// The line id (`line_...`).
+    line_id: String,
+    /// How long to wait for the phone, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout_secs: u64,
+    /// Pair by phone-number code instead of QR: prints the code to type on the phone (the
+    /// line's own number).
+    #[arg(long)]
+    phone_code: bool,
+    /// Draw the QR for a terminal with a light background (default: a dark background).
+    #[arg(long)]
+    light_background: bool,
+}
+
+impl PairArgs {
+    fn background(&self) -> terminal_qr::Background {
+        if self.light_background {
+            terminal_qr::Background::Light
+        } else {
+            terminal_qr::Background::Dark
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +114,9 @@ enum BillingCommand {
 async fn run_admin(cli: &Cli, command: &Command) -> Result<serde_json::Value, ezw_core::Error> {
     let ezw = ezw_http::server::open_admin(&cli.data_dir, cli.database_url.as_deref(), cli.database_schema.as_deref())
         .await?;
-    let Command::Billing(billing) = command;
+    let Command::Billing(billing) = command else {
+        return Err(ezw_core::Error::internal("not a JSON admin command"));
+    };
     match billing {
         BillingCommand::Settle { checkout_id } => {
             let (checkout, organization) = ezw.billing().settle_checkout(checkout_id).await?;
@@ -99,6 +141,9 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Lines(LinesCommand::Pair(args))) = &cli.command {
+        return run_pair(&cli, args).await;
+    }
     if let Some(command) = &cli.command {
         return match run_admin(&cli, command).await {
             Ok(result) => {
@@ -138,6 +183,32 @@ async fn main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
+/// `ezw-server lines pair`: prints the outcome and turns it into the exit code.
+async fn run_pair(cli: &Cli, args: &PairArgs) -> std::process::ExitCode {
+    let timeout = std::time::Duration::from_secs(args.timeout_secs);
+    let result =
+        match ezw_http::server::open_admin(&cli.data_dir, cli.database_url.as_deref(), cli.database_schema.as_deref())
+            .await
+        {
+            Ok(ezw) => pair::run(&ezw, &args.line_id, args.phone_code, timeout, args.background()).await,
+            Err(e) => Err(e),
+        };
+    match result {
+        Ok(outcome @ pair::Outcome::Paired) => {
+            println!("{}", outcome.message());
+            std::process::ExitCode::from(outcome.exit_code())
+        }
+        Ok(outcome) => {
+            eprintln!("ezw-server: {}", outcome.message());
+            std::process::ExitCode::from(outcome.exit_code())
+        }
+        Err(e) => {
+            eprintln!("ezw-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -157,5 +228,63 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command, LinesCommand};
+    use crate::terminal_qr::Background;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_lines_pair_with_defaults() {
+        let cli = Cli::try_parse_from(["ezw-server", "lines", "pair", "line_01abc"]).unwrap();
+        let Some(Command::Lines(LinesCommand::Pair(args))) = cli.command else { panic!("not lines pair") };
+        assert_eq!(args.line_id, "line_01abc");
+        assert_eq!(args.timeout_secs, 300);
+        assert!(!args.phone_code);
+        assert_eq!(args.background(), Background::Dark);
+    }
+
+    #[test]
+    fn parses_lines_pair_options_and_the_global_storage_flags() {
+        let cli = Cli::try_parse_from([
+            "ezw-server",
+            "lines",
+            "pair",
+            "line_01abc",
+            "--timeout-secs",
+            "30",
+            "--phone-code",
+            "--light-background",
+            "--data-dir",
+            "/var/lib/ezw",
+            "--database-url",
+            "postgres://ezw@db/ezw",
+            "--database-schema",
+            "tenant_a",
+        ])
+        .unwrap();
+        assert_eq!(cli.data_dir, std::path::PathBuf::from("/var/lib/ezw"));
+        assert_eq!(cli.database_url.as_deref(), Some("postgres://ezw@db/ezw"));
+        assert_eq!(cli.database_schema.as_deref(), Some("tenant_a"));
+        let Some(Command::Lines(LinesCommand::Pair(args))) = cli.command else { panic!("not lines pair") };
+        assert_eq!(args.timeout_secs, 30);
+        assert!(args.phone_code);
+        assert_eq!(args.background(), Background::Light);
+    }
+
+    #[test]
+    fn rejects_a_missing_line_id_and_a_zero_timeout() {
+        assert!(Cli::try_parse_from(["ezw-server", "lines", "pair"]).is_err());
+        assert!(Cli::try_parse_from(["ezw-server", "lines", "pair", "line_x", "--timeout-secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["ezw-server", "lines", "pair", "line_x", "--timeout-secs", "soon"]).is_err());
     }
 }

@@ -12,6 +12,7 @@ use ezw_core::{Clock, Error, Ezw, EzwBuilder, EzwConfig, Result, SystemClock, Wo
 use ezw_providers::meta::{MetaOptions, MetaProvider};
 use ezw_providers::sim::SimProvider;
 use ezw_providers::twilio::{TwilioOptions, TwilioProvider};
+use ezw_providers::waha::{WahaOptions, WahaProvider};
 use ezw_providers::webhook::HttpWebhookTransport;
 use ezw_storage::blob::FsBlobStore;
 use ezw_storage::postgres::{PgOptions, PgStore};
@@ -330,7 +331,29 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
         .webhook_transport(Arc::new(HttpWebhookTransport::new(options.allow_private_webhook_targets)));
     let builder = options.access_ports(builder);
     let sim = SimProvider::new(options.clock.clone(), builder.event_sink());
+    // QR lines run in-process by `whatsapp-rust`, their state sealed in this server's storage.
+    #[cfg(feature = "web-session-native")]
+    let builder = {
+        let store: Arc<dyn ezw_core::ports::SessionStore> = storage.store.clone();
+        let web = ezw_providers::web_native::WebSessionProvider::new(ezw_providers::web_native::WebSessionOptions {
+            store,
+            cipher: cipher.clone(),
+            clock: options.clock.clone(),
+            sink: builder.event_sink(),
+            // Development servers serve their own media links on private addresses.
+            allow_private_media: options.allow_private_webhook_targets,
+        });
+        builder.provider(Arc::new(web))
+    };
     let meta = MetaProvider::new(MetaOptions { http: http.clone(), cipher: cipher.clone() });
+    // QR lines served by a WAHA sidecar, which posts its events to `{public_url}/hooks/waha/{lineId}`.
+    let waha = WahaProvider::new(WahaOptions::new(
+        http.clone(),
+        cipher.clone(),
+        public_url.clone(),
+        options.clock.clone(),
+        builder.event_sink(),
+    ));
     let twilio = TwilioProvider::new(TwilioOptions {
         http,
         cipher,
@@ -341,6 +364,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
         .provider(Arc::new(sim.clone()))
         .provider(Arc::new(meta))
         .provider(Arc::new(twilio))
+        .provider(Arc::new(waha))
         .signing_key(&derive_key(&key, "ezw id tokens v1"))
         .build()?;
     let workers = if options.workers { Some(ezw.start()?) } else { None };
@@ -348,7 +372,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer> {
     let demo =
         if options.demo { Some(ensure_demo(&ezw, &options.data_dir, &format!("http://{addr}")).await?) } else { None };
 
-    let state = AppState { ezw: ezw.clone(), public_url: public_url.clone() };
+    let state = AppState { ezw: ezw.clone(), public_url: public_url.clone(), sim: Some(sim.clone()) };
     let app = router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     let (stop, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {

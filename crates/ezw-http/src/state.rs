@@ -9,4 +9,6 @@ pub struct AppState {
     pub ezw: Ezw,
     /// The public base URL vendors reach this server at (webhook signatures cover it).
     pub public_url: url::Url,
+    /// The simulator, when this server runs one (its "scan" route pairs simulated QR lines).
+    pub sim: Option<ezw_providers::sim::SimProvider>,
 }

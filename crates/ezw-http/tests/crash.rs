@@ -812,3 +812,6 @@ async fn kill_dash_nine_loses_nothing_and_duplicates_nothing() {
 
 #[path = "processes/multinode.rs"]
 mod multinode;
+
+#[path = "processes/cli_pair.rs"]
+mod cli_pair;

@@ -7,7 +7,11 @@
 //!   `X-Hub-Signature-256`-verified webhook ingress.
 //! - `twilio` (feature `twilio`): Twilio Programmable Messaging for WhatsApp, with
 //!   `X-Twilio-Signature`-verified inbound and status webhooks.
-//! - `sim` (feature `sim`): a deterministic simulator for demos and tests.
+//! - `sim` (feature `sim`): a deterministic simulator for demos and tests, with an optional QR
+//!   pairing flow.
+//! - `waha` (feature `waha`): QR-paired WhatsApp Web lines served by a WAHA-compatible sidecar.
+//! - `web_native` (feature `web-session-native`): QR-paired WhatsApp Web lines run in-process by
+//!   the `whatsapp-rust` crate, with its protocol state in EZW's storage.
 //!
 //! Beside the providers, `webhook` (feature `webhooks`) holds `HttpWebhookTransport`, the HTTP
 //! [`WebhookTransport`](ezw_core::ports::WebhookTransport) with an SSRF guard.
@@ -24,6 +28,10 @@ pub mod meta;
 pub mod sim;
 #[cfg(feature = "twilio")]
 pub mod twilio;
+#[cfg(feature = "waha")]
+pub mod waha;
+#[cfg(feature = "web-session-native")]
+pub mod web_native;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 

@@ -57,9 +57,11 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 mod access;
 mod cluster;
+mod session;
 mod workspace;
 pub use access::*;
 pub use cluster::*;
+pub use session::*;
 pub use workspace::*;
 
 /// A store under test, plus whatever must live as long as it (a temporary directory, a
@@ -165,6 +167,18 @@ macro_rules! conformance_suite {
             session_leases_are_exclusive_renewable_and_expire,
             concurrent_session_lease_acquisitions_have_one_winner,
             session_lines_are_listed_by_provider_kind,
+            // QR session lines (conformance/session.rs)
+            line_transitions_are_compare_and_set_and_recorded,
+            line_state_changes_and_archiving_are_recorded,
+            transition_line_queues_a_channel_patch_event,
+            pairing_requests_are_idempotent_and_replace_the_current_one,
+            concurrent_pairing_requests_with_one_key_store_one,
+            pairing_updates_are_guarded_by_id_and_status,
+            requested_pairings_are_listed_by_lease_holder,
+            session_state_round_trips_by_kind_scope_and_keys,
+            session_state_deletes_take_and_clear,
+            concurrent_session_state_takes_return_the_record_once,
+            session_state_is_scoped_to_the_line_and_organization,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

@@ -15,8 +15,11 @@ pub enum ProviderKind {
     Meta,
     /// Twilio WhatsApp.
     Twilio,
-    /// A QR-paired WhatsApp Web session.
+    /// A QR-paired WhatsApp Web session run in-process (`whatsapp-rust`, feature
+    /// `web-session-native`).
     WebSession,
+    /// A QR-paired WhatsApp Web session run by a WAHA-compatible sidecar over HTTP.
+    Waha,
 }
 
 impl ProviderKind {
@@ -28,6 +31,7 @@ impl ProviderKind {
             Self::Meta => "meta",
             Self::Twilio => "twilio",
             Self::WebSession => "web_session",
+            Self::Waha => "waha",
         }
     }
 
@@ -39,6 +43,7 @@ impl ProviderKind {
             "meta" => Self::Meta,
             "twilio" => Self::Twilio,
             "web_session" => Self::WebSession,
+            "waha" => Self::Waha,
             _ => return None,
         })
     }
@@ -47,7 +52,7 @@ impl ProviderKind {
     #[must_use]
     pub fn channel_type(self) -> &'static str {
         match self {
-            Self::WebSession | Self::Simulator => "web",
+            Self::WebSession | Self::Waha | Self::Simulator => "web",
             Self::Meta => "cloud",
             Self::Twilio => "twilio",
         }

@@ -7,6 +7,7 @@ mod inbox;
 mod line;
 mod message;
 mod org;
+mod session;
 mod webhook;
 
 pub use inbox::{Attachment, Contact, Conversation};
@@ -18,6 +19,7 @@ pub use message::{
     MessageKind, MessageStatus, Reaction, StatusTimestamps, TemplateRef,
 };
 pub use org::{BillingState, Checkout, Member, Membership, MembershipStatus, Organization, Role, User, DEFAULT_PLAN};
+pub use session::{LineTransition, Pairing, PairingMethod, PairingStatus, RecordedTransition};
 pub use webhook::{
     AuditActor, AuditEvent, DeliveryAttempt, DeliveryStatus, PayloadFormat, Webhook, WebhookDelivery, WebhookEventKind,
 };

@@ -16,6 +16,8 @@ pub enum Wake {
     Outbox,
     /// Webhook deliveries were queued or released.
     Webhooks,
+    /// A QR line's pairing was requested: the node holding its session should start it.
+    Sessions,
 }
 
 /// Wake-ups from outside this process: another node (or this one, through the database) queued

@@ -78,6 +78,7 @@ pub const LIVE_HINT_KINDS: &[&str] = &[
     "note.created",
     "line.state",
     "line.updated",
+    "line.pairing",
     "access.changed",
 ];
 
@@ -115,7 +116,8 @@ impl LiveHint {
             Some(s) => Some(
                 crate::model::MessageStatus::parse(s)
                     .map(crate::model::MessageStatus::as_str)
-                    .or_else(|| crate::model::LifecycleState::parse(s).map(crate::model::LifecycleState::as_str))?,
+                    .or_else(|| crate::model::LifecycleState::parse(s).map(crate::model::LifecycleState::as_str))
+                    .or_else(|| crate::model::PairingStatus::parse(s).map(crate::model::PairingStatus::as_str))?,
             ),
         };
         Some(Self {

@@ -9,6 +9,7 @@ mod identity;
 mod live;
 mod mailer;
 mod provider;
+mod session;
 mod store;
 mod webhook;
 mod workspace_store;
@@ -26,8 +27,9 @@ pub use live::{BroadcastHub, LiveEvent, LiveEventId, LiveHint, LiveHub, Replay, 
 pub use mailer::{InvitationMail, LogMailer, Mailer};
 pub use provider::{
     Capabilities, EventSink, FetchedMedia, InboundRequest, IngestOutcome, IngestResponse, LineProvider,
-    OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt,
+    OutboundMessage, ProviderError, ProviderErrorKind, ProviderEvent, ProviderHealth, SendReceipt, SessionSignal,
 };
+pub use session::{PairingRequestOutcome, SessionStateRecord, SessionStore, StateSelector, TransitionOutcome};
 pub use store::{
     AttemptOutcome, AttemptRecord, ConversationQuery, DeliveryJob, DeliveryOutcome, DeliveryResult, EnqueueOutcome,
     IdempotencyClaim, InboundOutcome, JobDisposition, JobResult, LineContext, LineTokenMatch, MessageChange,

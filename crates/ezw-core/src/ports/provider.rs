@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::LineId;
-use crate::model::{LifecycleState, Line, MediaRef, Message, Pacing, ProviderKind};
+use crate::model::{LifecycleState, Line, MediaRef, Message, Pacing, PairingMethod, ProviderKind};
 use crate::phone::PhoneNumber;
 use crate::ports::store::{NewInbound, StatusUpdate};
 use crate::time::Timestamp;
@@ -25,8 +25,11 @@ pub struct Capabilities {
     pub cta_url_button: bool,
     /// Template messages.
     pub templates: bool,
-    /// Pairing by QR code.
+    /// Pairing by QR code (a session-style line: one live connection per line, run by the node
+    /// holding its session lease).
     pub qr_pairing: bool,
+    /// Pairing by a code typed on the phone ("link with phone number").
+    pub phone_code_pairing: bool,
     /// The provider deduplicates a repeated send, so an ambiguous attempt may be retried safely.
     pub deduplicates_sends: bool,
     /// Reports delivery status events.
@@ -259,6 +262,89 @@ pub enum ProviderEvent {
         /// When.
         at: Timestamp,
     },
+    /// A session-style line's connection reported something (see [`SessionSignal`]).
+    Session {
+        /// Line.
+        line_id: LineId,
+        /// What happened.
+        signal: SessionSignal,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// What a session-style (QR) line's connection reported. The runtime feeds these to the line's
+/// lifecycle state machine ([`crate::session`]), which decides the transitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionSignal {
+    /// A QR pairing string was issued (the first of a pairing, or a rotation); valid for `ttl`.
+    Qr {
+        /// What the QR image encodes.
+        code: String,
+        /// How long it can be scanned.
+        ttl: Duration,
+    },
+    /// A phone pairing code was issued; valid for `ttl`.
+    PhoneCode {
+        /// The code the person types on the phone.
+        code: String,
+        /// How long it can be used.
+        ttl: Duration,
+    },
+    /// WhatsApp will issue no more QR codes for this pairing.
+    QrExhausted,
+    /// The phone paired, or the session (re)connected with stored credentials.
+    Connected {
+        /// The WhatsApp account the session runs as, when known (`972501234567`).
+        account: Option<String>,
+    },
+    /// The connection dropped (network); the credentials are still good.
+    Disconnected {
+        /// Why, as the backend saw it.
+        reason: String,
+    },
+    /// The device was unlinked from the phone (or WhatsApp logged it out): the credentials are
+    /// gone and the line needs a new QR scan.
+    LoggedOut {
+        /// Why, as the backend saw it.
+        reason: String,
+    },
+    /// WhatsApp banned the number.
+    Banned {
+        /// Why, as WhatsApp said.
+        reason: String,
+    },
+    /// WhatsApp restricted the account (it may still receive).
+    Restricted {
+        /// Why, as WhatsApp said.
+        reason: String,
+    },
+    /// WhatsApp signalled a rate limit; sends should stop for `retry_after` (or a default).
+    RateLimited {
+        /// Why, as WhatsApp said.
+        reason: String,
+        /// How long WhatsApp asked to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl SessionSignal {
+    /// A short name for logs and records.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Qr { .. } => "qr",
+            Self::PhoneCode { .. } => "phone_code",
+            Self::QrExhausted => "qr_exhausted",
+            Self::Connected { .. } => "connected",
+            Self::Disconnected { .. } => "disconnected",
+            Self::LoggedOut { .. } => "logged_out",
+            Self::Banned { .. } => "banned",
+            Self::Restricted { .. } => "restricted",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
 }
 
 /// Where session-style providers (simulator, web sessions) push what they observe. The
@@ -302,9 +388,18 @@ pub trait LineProvider: Send + Sync + 'static {
         Pacing { per_second: 80.0, media_per_second: None, max_in_flight: 16, jitter_ms: 0 }
     }
 
-    /// The lifecycle state a newly created line starts in.
-    fn initial_state(&self) -> LifecycleState {
+    /// The lifecycle state a newly created line with this (validated) configuration starts in.
+    fn initial_state(&self, config: &serde_json::Value) -> LifecycleState {
+        let _ = config;
         LifecycleState::Created
+    }
+
+    /// Whether `line` is a session-style line: one live connection, paired by QR, run on the node
+    /// holding its session lease, with its lifecycle driven by [`SessionSignal`]s. Defaults to
+    /// the `qr_pairing` capability.
+    fn runs_session(&self, line: &Line) -> bool {
+        let _ = line;
+        self.capabilities().qr_pairing
     }
 
     /// Hands one message to the provider.
@@ -349,9 +444,46 @@ pub trait LineProvider: Send + Sync + 'static {
     }
 
     /// Closes what [`LineProvider::open_session`] opened: this node lost or gave up the lease, or
-    /// the line was archived.
+    /// the line was archived. Stored credentials stay (another node may resume the session).
     async fn close_session(&self, line: &Line) {
         let _ = line;
+    }
+
+    /// Connects the session with its stored credentials. Success is reported by a
+    /// [`SessionSignal::Connected`] (now or soon); no credentials is a [`SessionSignal::LoggedOut`]
+    /// or an error with `line_state` `QrRequired`.
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`]; the runtime retries with backoff.
+    async fn reconnect(&self, line: &Line) -> Result<(), ProviderError> {
+        let _ = line;
+        Err(ProviderError::unsupported("session reconnect"))
+    }
+
+    /// Starts (or restarts) pairing: the provider drops any stored credentials and reports codes
+    /// as [`SessionSignal::Qr`] / [`SessionSignal::PhoneCode`], then [`SessionSignal::Connected`]
+    /// once the phone pairs.
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`]; `Unsupported` for a method the provider lacks.
+    async fn start_pairing(&self, line: &Line, method: &PairingMethod) -> Result<(), ProviderError> {
+        let _ = (line, method);
+        Err(ProviderError::unsupported("pairing"))
+    }
+
+    /// Stops issuing codes for a pairing that expired or was replaced.
+    async fn stop_pairing(&self, line: &Line) {
+        let _ = line;
+    }
+
+    /// Logs the session out and deletes its stored credentials (the phone shows the device as
+    /// unlinked). Used when the line is archived or re-paired.
+    ///
+    /// # Errors
+    /// A classified [`ProviderError`]; the credentials are deleted locally regardless.
+    async fn logout(&self, line: &Line) -> Result<(), ProviderError> {
+        let _ = line;
+        Ok(())
     }
 
     /// Downloads inbound media named by `media` (a provider media id or a provider URL).

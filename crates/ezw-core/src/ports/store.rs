@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{AccessStore, ClusterStore, WorkspaceStore};
+use super::{AccessStore, ClusterStore, SessionStore, WorkspaceStore};
 use crate::error::Result;
 use crate::ids::{
     AttachmentId, ContactId, ConversationId, DeliveryId, LineId, LineTokenId, MessageId, OrganizationId, SessionId,
@@ -436,7 +436,7 @@ pub struct DeliveryResult {
 /// The storage port. Its access-control, team-inbox and multi-node parts are the supertraits
 /// [`AccessStore`], [`WorkspaceStore`] and [`ClusterStore`].
 #[async_trait]
-pub trait Store: AccessStore + WorkspaceStore + ClusterStore + Send + Sync + 'static {
+pub trait Store: AccessStore + WorkspaceStore + ClusterStore + SessionStore + Send + Sync + 'static {
     // ---- organizations, users, sessions ----
 
     /// Creates an organization with `owner` as its owner; inserts the user when `new_user`.

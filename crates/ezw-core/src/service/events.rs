@@ -96,6 +96,12 @@ pub(crate) async fn apply_events(inner: &Inner, events: Vec<ProviderEvent>) -> R
                     }
                 }
             }
+            ProviderEvent::Session { line_id, signal, .. } => {
+                let name = signal.name();
+                if !inner.session_input(&line_id, crate::session::Input::Signal(signal)) {
+                    tracing::debug!(line = %line_id, signal = name, "a session signal for a line this node does not run");
+                }
+            }
         }
     }
     if !inbound.is_empty() {

@@ -22,8 +22,11 @@ use super::messages::MAX_IDEMPOTENCY_KEY_LEN;
 use super::runtime::Inner;
 
 mod admin;
+mod pairing;
 mod permissions;
 
+use pairing::queue_first_pairing;
+pub use pairing::{PairingRequested, MAX_TRANSITIONS_PAGE};
 pub use permissions::LinePermissions;
 
 /// A line to create.
@@ -75,6 +78,20 @@ pub struct LineHealth {
     pub status: HealthStatus,
     /// Effective send state.
     pub effective_send_state: EffectiveSendState,
+    /// Things an operator should know before sending (QR lines: WhatsApp's limit signals, pacing
+    /// faster than the anti-ban defaults). Empty when all is well.
+    pub warnings: Vec<HealthWarning>,
+}
+
+/// A warning in a line's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthWarning {
+    /// Machine-readable code (`rate_limited`, `recent_limit_signal`, `pacing_above_recommended`,
+    /// `pacing_without_jitter`).
+    pub code: &'static str,
+    /// What it means and what to do.
+    pub message: String,
 }
 
 impl LineHealth {
@@ -276,6 +293,7 @@ impl LinesService<'_> {
         let key = validate_key(idempotency_key)?;
         let provider = self.inner.provider(new.provider_kind)?;
         let config = provider.validate_config(&new.provider_config)?;
+        let initial_state = provider.initial_state(&config);
         if let Some(p) = &new.pacing {
             p.validate()?;
         }
@@ -296,7 +314,7 @@ impl LinesService<'_> {
             phone_number: phone,
             provider_kind: new.provider_kind,
             provider_config: config,
-            lifecycle_state: provider.initial_state(),
+            lifecycle_state: initial_state,
             state_reason: None,
             default_assignee_id: None,
             pacing: new.pacing,
@@ -321,6 +339,9 @@ impl LinesService<'_> {
         match self.inner.store.create_line(&create).await? {
             CreateLineOutcome::Created(line) => {
                 publish_line_updated(self.inner, &line);
+                if provider.runs_session(&line) {
+                    queue_first_pairing(self.inner, principal, &line).await;
+                }
                 Ok(CreatedLine { line: *line, replayed: false })
             }
             CreateLineOutcome::Replayed(line) => Ok(CreatedLine { line: *line, replayed: true }),
@@ -342,6 +363,15 @@ impl LinesService<'_> {
     /// `not_found` (404).
     pub async fn get(&self, principal: &Principal, id: &LineId) -> Result<Line> {
         authorize_line(self.inner, principal, id, LineAccess::View).await
+    }
+
+    /// A line the caller may `access` (view, send from, manage), for facades that act on a line
+    /// outside the services (the simulator's "scan" route).
+    ///
+    /// # Errors
+    /// `not_found` (404) when the caller may not view it; `line_send_denied` / `forbidden` (403).
+    pub async fn authorize(&self, principal: &Principal, id: &LineId, access: LineAccess) -> Result<Line> {
+        authorize_line(self.inner, principal, id, access).await
     }
 
     /// The lines the caller may see (an operator's permissions may hide some), oldest first.
@@ -430,12 +460,66 @@ impl LinesService<'_> {
         }
         let org = organization(self.inner, principal).await?;
         let effective = line.effective_send_state(org.billing_state.allows_sending());
+        let warnings = self.warnings(&line).await?;
         Ok(LineHealth {
             status: HealthStatus::from_lifecycle(line.lifecycle_state),
             effective_send_state: effective,
             wakeup_requested: wakeup,
+            warnings,
             line,
         })
+    }
+
+    /// Warnings for a QR line: a rate limit or restriction WhatsApp signalled (now or in the
+    /// last 24 hours), and pacing faster than the anti-ban defaults.
+    async fn warnings(&self, line: &Line) -> Result<Vec<HealthWarning>> {
+        let mut out = Vec::new();
+        let Some(provider) = self.inner.providers.get(&line.provider_kind) else { return Ok(out) };
+        if !provider.runs_session(line) {
+            return Ok(out);
+        }
+        if line.lifecycle_state == LifecycleState::Restricted {
+            out.push(HealthWarning {
+                code: "rate_limited",
+                message: format!(
+                    "WhatsApp limited this number ({}); sends are held until the limit lifts",
+                    line.state_reason.as_deref().unwrap_or("no reason given")
+                ),
+            });
+        } else {
+            let since = self.inner.clock.now().minus(std::time::Duration::from_secs(24 * 3600));
+            let recent = self.inner.store.list_line_transitions(&line.organization_id, &line.id, None, 50).await?;
+            if let Some(t) = recent.iter().find(|t| {
+                t.transition.at >= since && matches!(t.transition.trigger.as_str(), "rate_limited" | "restricted")
+            }) {
+                out.push(HealthWarning {
+                    code: "recent_limit_signal",
+                    message: format!(
+                        "WhatsApp signalled a limit on this number in the last 24 hours ({}); keep volumes low",
+                        t.transition.reason.as_deref().unwrap_or(&t.transition.trigger)
+                    ),
+                });
+            }
+        }
+        let recommended = provider.default_pacing();
+        if let Some(p) = line.pacing {
+            if p.per_second > recommended.per_second {
+                out.push(HealthWarning {
+                    code: "pacing_above_recommended",
+                    message: format!(
+                        "this line sends up to {}/s; the anti-ban default for QR lines is {}/s",
+                        p.per_second, recommended.per_second
+                    ),
+                });
+            }
+            if p.jitter_ms == 0 {
+                out.push(HealthWarning {
+                    code: "pacing_without_jitter",
+                    message: "sends go out at machine-regular intervals (jitterMs 0), a ban signal".to_owned(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn set_state(&self, line: &Line, state: LifecycleState, reason: Option<&str>) -> Result<Option<Line>> {

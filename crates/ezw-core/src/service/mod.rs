@@ -28,7 +28,9 @@ pub use inbox::{
 };
 pub use ingest::IngestService;
 pub use lines::{CreatedLine, LinePermissions};
-pub use lines::{LineHealth, LinesService, NewLine, RotatedToken};
+pub use lines::{
+    HealthWarning, LineHealth, LinesService, NewLine, PairingRequested, RotatedToken, MAX_TRANSITIONS_PAGE,
+};
 pub use live::{LiveItem, LiveService, LiveStream};
 pub(crate) use media::{delivery_media, DeliveryMedia};
 pub use media::{

@@ -72,6 +72,9 @@ pub struct EzwConfig {
     /// How long a node holds a session-style line's lease without renewing it (default 30 s;
     /// renewed every third of it). A dead node's sessions move to another node after it.
     pub session_lease: Duration,
+    /// Timing and limits of QR lines' lifecycle: code rotation and expiry, reconnect backoff,
+    /// rate-limit waits.
+    pub session_policy: crate::session::SessionPolicy,
 }
 
 impl Default for EzwConfig {
@@ -98,6 +101,7 @@ impl Default for EzwConfig {
             media_base_url: None,
             node_id: format!("node-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
             session_lease: Duration::from_secs(30),
+            session_policy: crate::session::SessionPolicy::default(),
         }
     }
 }
@@ -128,6 +132,11 @@ pub(crate) struct Inner {
     pub(crate) billing_gateway: Option<Arc<dyn crate::ports::BillingGateway>>,
     /// Login and signup throttling (in memory, per node).
     pub(crate) throttle: super::throttle::Throttle,
+    /// Wakes the session supervisor (a pairing was requested).
+    pub(crate) sessions_kick: Notify,
+    /// The session drivers of the lines this node holds, by line.
+    pub(crate) session_drivers:
+        Mutex<HashMap<crate::ids::LineId, mpsc::UnboundedSender<crate::worker::sessions::DriverMsg>>>,
     this: std::sync::Weak<Inner>,
 }
 
@@ -140,6 +149,18 @@ impl Inner {
     /// Wakes the webhook dispatcher (a change may have queued deliveries).
     pub(crate) fn wake_webhooks(&self) {
         self.webhook_wake.notify_one();
+    }
+
+    /// Wakes this node's session supervisor (and, through the store, the other nodes').
+    pub(crate) fn kick_sessions(&self) {
+        self.sessions_kick.notify_one();
+    }
+
+    /// Hands an input to the driver of `line` on this node; false when this node does not run
+    /// the line's session.
+    pub(crate) fn session_input(&self, line: &crate::ids::LineId, input: crate::session::Input) -> bool {
+        let drivers = self.session_drivers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        drivers.get(line).is_some_and(|tx| tx.send(crate::worker::sessions::DriverMsg::Machine(input)).is_ok())
     }
 
     pub(crate) fn provider(&self, kind: ProviderKind) -> Result<&Arc<dyn LineProvider>> {
@@ -314,6 +335,8 @@ impl EzwBuilder {
                 mailer: self.mailer,
                 billing_gateway: self.billing_gateway,
                 throttle: super::throttle::Throttle::new(self.throttle_limits),
+                sessions_kick: Notify::new(),
+                session_drivers: Mutex::new(HashMap::new()),
                 this: this.clone(),
             }),
         })
@@ -471,6 +494,7 @@ impl Ezw {
             tasks.push(tokio::spawn(crate::worker::wake_loop(self.inner.clone(), source.subscribe(), stop_rx.clone())));
         }
         if self.inner.providers.values().any(|p| p.capabilities().qr_pairing) {
+            // Session lines (QR pairing): leases, drivers and their lifecycle.
             tasks.push(tokio::spawn(crate::worker::sessions::session_loop(self.inner.clone(), stop_rx.clone())));
         }
         if let Some(transport) = self.inner.webhook_transport.clone() {

@@ -416,9 +416,11 @@ pub(crate) async fn wake_loop(
             wake = wakes.recv() => match wake {
                 Ok(crate::ports::Wake::Outbox) => inner.outbox_wake.notify_one(),
                 Ok(crate::ports::Wake::Webhooks) => inner.wake_webhooks(),
+                Ok(crate::ports::Wake::Sessions) => inner.kick_sessions(),
                 Err(RecvError::Lagged(_)) => {
                     inner.outbox_wake.notify_one();
                     inner.wake_webhooks();
+                    inner.kick_sessions();
                 }
                 Err(RecvError::Closed) => return,
             },

@@ -27,6 +27,8 @@ pub(crate) struct HealthResponse {
     wakeup_requested: bool,
     health: HealthBlock,
     line: HealthLine,
+    /// Things to know before sending (WhatsApp limit signals, pacing above the anti-ban defaults).
+    warnings: Vec<ezw_core::service::HealthWarning>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +78,7 @@ pub(crate) async fn health(
             effective_send_state: h.effective_send_state.as_str(),
             sendable: h.sendable(),
         },
+        warnings: h.warnings,
     }))
 }
 

@@ -1,5 +1,6 @@
 //! Vendor webhooks: `/hooks/meta/{lineId}` (GET verification, POST events),
-//! `/hooks/twilio/{lineId}` (inbound) and `/hooks/twilio/{lineId}/status` (status callbacks).
+//! `/hooks/twilio/{lineId}` (inbound), `/hooks/twilio/{lineId}/status` (status callbacks) and
+//! `/hooks/waha/{lineId}` (WAHA sidecar events, `X-Webhook-Hmac`-signed).
 //! The raw body is passed through untouched: signatures cover its exact bytes.
 
 use axum::body::Bytes;
@@ -73,4 +74,8 @@ pub(crate) async fn twilio_inbound(State(state): State<AppState>, hook: RawHook)
 
 pub(crate) async fn twilio_status(State(state): State<AppState>, hook: RawHook) -> ApiResult<Response> {
     handle(&state, ProviderKind::Twilio, "status", hook).await
+}
+
+pub(crate) async fn waha(State(state): State<AppState>, hook: RawHook) -> ApiResult<Response> {
+    handle(&state, ProviderKind::Waha, "", hook).await
 }

@@ -12,7 +12,9 @@ mod media;
 mod members;
 mod openapi;
 mod ops;
+mod qr;
 mod sends;
+mod simulator;
 mod views;
 mod webhooks;
 
@@ -56,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/lines/{line_id}/assignment", axum::routing::put(lines::set_assignment))
         .route("/api/lines/{line_id}/archive", post(lines::archive))
+        .route("/api/lines/{line_id}/qr", get(qr::current).post(qr::request))
+        .route("/api/lines/{line_id}/transitions", get(qr::transitions))
+        .route("/api/lines/{line_id}/simulator/scan", post(simulator::scan))
         .route("/api/conversations/{conversation_id}/claim", post(inbox::claim))
         .route("/api/conversations/{conversation_id}/assign", post(inbox::assign))
         .route("/api/conversations/{conversation_id}/contact", axum::routing::patch(inbox::update_contact))
@@ -77,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/meta/{line_id}", get(hooks::meta).post(hooks::meta))
         .route("/hooks/twilio/{line_id}", post(hooks::twilio_inbound))
         .route("/hooks/twilio/{line_id}/status", post(hooks::twilio_status))
+        .route("/hooks/waha/{line_id}", post(hooks::waha))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(enveloped_rejections))

@@ -62,6 +62,7 @@ impl LineProvider for MetaProvider {
             cta_url_button: true,
             templates: true,
             qr_pairing: false,
+            phone_code_pairing: false,
             deduplicates_sends: false,
             status_events: true,
         }
@@ -76,7 +77,7 @@ impl LineProvider for MetaProvider {
         Pacing { per_second: 80.0, media_per_second: None, max_in_flight: 32, jitter_ms: 0 }
     }
 
-    fn initial_state(&self) -> LifecycleState {
+    fn initial_state(&self, _config: &serde_json::Value) -> LifecycleState {
         LifecycleState::Connected
     }
 

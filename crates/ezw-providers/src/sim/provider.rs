@@ -6,17 +6,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ezw_core::ids::LineId;
-use ezw_core::model::{LifecycleState, Line, MessageContent, MessageKind, MessageStatus, Pacing, ProviderKind};
+use ezw_core::model::{
+    LifecycleState, Line, MessageContent, MessageKind, MessageStatus, Pacing, PairingMethod, ProviderKind,
+};
 use ezw_core::ports::{
     Capabilities, EventSink, LineProvider, NewInbound, OutboundMessage, ProviderError, ProviderErrorKind,
     ProviderEvent, ProviderHealth, SendReceipt, StatusUpdate,
 };
 use ezw_core::{Clock, PhoneNumber, Result};
 
-use super::config::{SimConfig, SimFailure};
+use super::config::{SimConfig, SimFailure, SimPairing};
+use super::session::{not_paired, SimSession};
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Failures to return for the next sends, in order, before any per-recipient rule.
     script: VecDeque<SimFailure>,
     /// Message ids already accepted (the simulator deduplicates repeated sends).
@@ -28,13 +31,15 @@ struct State {
     /// Provider calls made, including failed ones.
     calls: u64,
     next_inbound: u64,
+    /// QR lines' sessions: pairing codes and simulated credentials.
+    pub(super) sessions: HashMap<LineId, SimSession>,
 }
 
 /// The deterministic simulator provider. Clone it to keep a control handle.
 #[derive(Clone)]
 pub struct SimProvider {
-    clock: Arc<dyn Clock>,
-    sink: EventSink,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) sink: EventSink,
     state: Arc<Mutex<State>>,
 }
 
@@ -70,7 +75,7 @@ impl SimProvider {
         Self { clock, sink, state: Arc::new(Mutex::new(State::default())) }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -164,7 +169,8 @@ impl LineProvider for SimProvider {
             media_url: true,
             cta_url_button: true,
             templates: false,
-            qr_pairing: false,
+            qr_pairing: true,
+            phone_code_pairing: true,
             deduplicates_sends: true,
             status_events: true,
         }
@@ -179,8 +185,23 @@ impl LineProvider for SimProvider {
         Pacing { per_second: 10_000.0, media_per_second: None, max_in_flight: 1000, jitter_ms: 0 }
     }
 
-    fn initial_state(&self) -> LifecycleState {
-        LifecycleState::Connected
+    fn initial_state(&self, config: &serde_json::Value) -> LifecycleState {
+        if SimConfig::is_qr(config) {
+            LifecycleState::Created
+        } else {
+            LifecycleState::Connected
+        }
+    }
+
+    fn runs_session(&self, line: &Line) -> bool {
+        SimConfig::is_qr(&line.provider_config)
+    }
+
+    fn describe_config(&self, config: &serde_json::Value) -> serde_json::Value {
+        match config.get("pairing") {
+            Some(pairing) => serde_json::json!({ "pairing": pairing }),
+            None => serde_json::json!({ "pairing": "none" }),
+        }
     }
 
     async fn send(&self, line: &Line, message: &OutboundMessage) -> Result<SendReceipt, ProviderError> {
@@ -190,6 +211,9 @@ impl LineProvider for SimProvider {
         {
             let mut st = self.state();
             st.calls += 1;
+            if config.pairing == SimPairing::Qr && !st.sessions.get(&line.id).is_some_and(SimSession::is_paired) {
+                return Err(not_paired());
+            }
             if let Some(state) = st.line_states.get(&line.id).copied().filter(|s| *s != LifecycleState::Connected) {
                 return Err(ProviderError::new(
                     ProviderErrorKind::LineUnavailable,
@@ -215,7 +239,31 @@ impl LineProvider for SimProvider {
     }
 
     async fn health(&self, line: &Line, _wakeup: bool) -> Result<ProviderHealth, ProviderError> {
-        let state = self.state().line_states.get(&line.id).copied().unwrap_or(LifecycleState::Connected);
+        // A QR line's lifecycle belongs to its session driver: report what it recorded.
+        let fallback = if self.runs_session(line) { line.lifecycle_state } else { LifecycleState::Connected };
+        let state = self.state().line_states.get(&line.id).copied().unwrap_or(fallback);
         Ok(ProviderHealth { lifecycle_state: state, reason: None })
+    }
+
+    async fn close_session(&self, line: &Line) {
+        // The codes die with the session; the credentials stay.
+        self.halt_pairing(&line.id);
+    }
+
+    async fn reconnect(&self, line: &Line) -> Result<(), ProviderError> {
+        self.resume(&line.id)
+    }
+
+    async fn start_pairing(&self, line: &Line, method: &PairingMethod) -> Result<(), ProviderError> {
+        self.begin_pairing(line, method)
+    }
+
+    async fn stop_pairing(&self, line: &Line) {
+        self.halt_pairing(&line.id);
+    }
+
+    async fn logout(&self, line: &Line) -> Result<(), ProviderError> {
+        self.forget(&line.id);
+        Ok(())
     }
 }

@@ -87,6 +87,7 @@ impl LineProvider for TwilioProvider {
             cta_url_button: false,
             templates: true,
             qr_pairing: false,
+            phone_code_pairing: false,
             deduplicates_sends: false,
             status_events: true,
         }
@@ -101,7 +102,7 @@ impl LineProvider for TwilioProvider {
         Pacing { per_second: 10.0, media_per_second: Some(1.0), max_in_flight: 10, jitter_ms: 0 }
     }
 
-    fn initial_state(&self) -> LifecycleState {
+    fn initial_state(&self, _config: &serde_json::Value) -> LifecycleState {
         LifecycleState::Connected
     }
 

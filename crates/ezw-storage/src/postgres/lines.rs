@@ -8,8 +8,8 @@
 use deadpool_postgres::GenericClient;
 use ezw_core::ids::{ConversationId, LineId, LineTokenId, MessageId, OrganizationId, UserId};
 use ezw_core::model::{
-    AuditEvent, BillingState, EffectiveSendState, LifecycleState, Line, LinePermission, LineTokenRecord, MessageStatus,
-    WebhookEventKind,
+    AuditEvent, BillingState, EffectiveSendState, LifecycleState, Line, LinePermission, LineTokenRecord,
+    LineTransition, MessageStatus, WebhookEventKind,
 };
 use ezw_core::ports::{
     ArchivedLine, CreateLine, CreateLineOutcome, LineAccessContext, LineContext, LineTokenMatch, MessageChange,
@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use super::audit::record_audit;
 use super::events::Emitter;
 use super::rows::{self, get, LINE_COLUMNS, LINE_COLUMN_COUNT};
+use super::session::record_transition;
 use super::{db_err, is_unique_violation, Db, Tx, CONTENTION};
 
 /// The conflict a second line with an organization's number is.
@@ -90,7 +91,11 @@ async fn insert_line_if_absent(tx: &Tx<'_>, line: &Line) -> Result<bool> {
 }
 
 /// A line by id, within `org` when given.
-async fn get_line_in(c: &impl GenericClient, org: Option<&OrganizationId>, id: &LineId) -> Result<Option<Line>> {
+pub(super) async fn get_line_in(
+    c: &impl GenericClient,
+    org: Option<&OrganizationId>,
+    id: &LineId,
+) -> Result<Option<Line>> {
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {LINE_COLUMNS} FROM lines l WHERE l.id = $1 AND ($2::TEXT IS NULL OR l.org_id = $2)"
@@ -116,7 +121,11 @@ fn billing_at(r: &Row, i: usize) -> Result<BillingState> {
 }
 
 /// A line with its organization's billing state.
-async fn get_line_context_in(c: &impl GenericClient, org: &OrganizationId, id: &LineId) -> Result<Option<LineContext>> {
+pub(super) async fn get_line_context_in(
+    c: &impl GenericClient,
+    org: &OrganizationId,
+    id: &LineId,
+) -> Result<Option<LineContext>> {
     let stmt = c
         .prepare_cached(&format!(
             "SELECT {LINE_COLUMNS}, o.billing_state FROM lines l JOIN organizations o ON o.id = l.org_id
@@ -177,6 +186,16 @@ pub(crate) async fn set_line_state(
         // Archived: unchanged.
         None => before.line.clone(),
     };
+    if line.lifecycle_state != before.line.lifecycle_state {
+        let t = LineTransition {
+            from: before.line.lifecycle_state,
+            to: line.lifecycle_state,
+            trigger: "provider_report".into(),
+            reason: reason.map(str::to_owned),
+            at,
+        };
+        record_transition(&tx, org, id, &t).await?;
+    }
     let mut emitter = Emitter::new();
     emit_state_change(&tx, &mut emitter, &before, &line, at).await?;
     tx.commit().await.map_err(db_err)?;
@@ -184,7 +203,7 @@ pub(crate) async fn set_line_state(
 }
 
 /// `channel.patch` when the line's lifecycle state differs from `before`'s.
-async fn emit_state_change(
+pub(super) async fn emit_state_change(
     tx: &Tx<'_>,
     emitter: &mut Emitter,
     before: &LineContext,
@@ -411,6 +430,14 @@ pub(crate) async fn archive_line(
         .map_err(db_err)?
         .ok_or_else(|| Error::internal("archived line vanished"))?;
     let line = rows::line(&row)?;
+    let t = LineTransition {
+        from: before.line.lifecycle_state,
+        to: LifecycleState::Archived,
+        trigger: "archived".into(),
+        reason: None,
+        at,
+    };
+    record_transition(&tx, org, id, &t).await?;
     let mut emitter = Emitter::new();
     emit_state_change(&tx, &mut emitter, &before, &line, at).await?;
     // Writers of a conversation's jobs lock its conversations row first (one head per

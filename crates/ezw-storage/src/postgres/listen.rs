@@ -1,5 +1,5 @@
 //! One connection per node that `LISTEN`s on this schema's channels and fans notifications out:
-//! wake-ups to the workers ([`PgWakeSource`]) and live hints to the [`PgLiveHub`](super::PgLiveHub).
+//! wake-ups to the workers (outbox, webhooks, QR sessions) ([`PgWakeSource`]) and live hints to the [`PgLiveHub`](super::PgLiveHub).
 //! When the connection drops it reconnects with backoff, then wakes every worker and tells the
 //! hub that hints may have been missed.
 
@@ -24,6 +24,7 @@ pub(crate) enum LiveSignal {
 pub(crate) struct Channels {
     pub(crate) outbox: String,
     pub(crate) webhooks: String,
+    pub(crate) sessions: String,
     pub(crate) live: String,
 }
 
@@ -32,6 +33,7 @@ impl Channels {
         Self {
             outbox: format!("ezw_outbox_{schema}"),
             webhooks: format!("ezw_webhooks_{schema}"),
+            sessions: format!("ezw_sessions_{schema}"),
             live: format!("ezw_live_{schema}"),
         }
     }
@@ -105,7 +107,10 @@ async fn connect(config: &Config, channels: &Channels) -> Result<(Client, Notifi
         }
     });
     client
-        .batch_execute(&format!("LISTEN {}; LISTEN {}; LISTEN {};", channels.outbox, channels.webhooks, channels.live))
+        .batch_execute(&format!(
+            "LISTEN {}; LISTEN {}; LISTEN {}; LISTEN {};",
+            channels.outbox, channels.webhooks, channels.sessions, channels.live
+        ))
         .await
         .map_err(super::db_err)?;
     Ok((client, rx))
@@ -133,6 +138,8 @@ async fn run(
                 let _ = wakes.send(Wake::Outbox);
             } else if channel == channels.webhooks {
                 let _ = wakes.send(Wake::Webhooks);
+            } else if channel == channels.sessions {
+                let _ = wakes.send(Wake::Sessions);
             }
         }
         drop(client);
@@ -151,6 +158,7 @@ async fn run(
         // Whatever was notified meanwhile is lost: look at the queues now, and tell the hub.
         let _ = wakes.send(Wake::Outbox);
         let _ = wakes.send(Wake::Webhooks);
+        let _ = wakes.send(Wake::Sessions);
         send_live(LiveSignal::Reconnected);
     }
 }
@@ -162,6 +170,7 @@ async fn run(
 pub(crate) struct Notifier {
     outbox: std::sync::atomic::AtomicBool,
     webhooks: std::sync::atomic::AtomicBool,
+    sessions: std::sync::atomic::AtomicBool,
     signal: tokio::sync::Notify,
 }
 
@@ -174,6 +183,7 @@ impl Notifier {
         let notifier = Arc::new(Self {
             outbox: std::sync::atomic::AtomicBool::new(false),
             webhooks: std::sync::atomic::AtomicBool::new(false),
+            sessions: std::sync::atomic::AtomicBool::new(false),
             signal: tokio::sync::Notify::new(),
         });
         let n = notifier.clone();
@@ -183,8 +193,10 @@ impl Notifier {
                 let notified = n.signal.notified();
                 let outbox = n.outbox.swap(false, std::sync::atomic::Ordering::AcqRel);
                 let webhooks = n.webhooks.swap(false, std::sync::atomic::Ordering::AcqRel);
-                if outbox || webhooks {
-                    if let Err(e) = send(&pool, &channels, outbox, webhooks).await {
+                let sessions = n.sessions.swap(false, std::sync::atomic::Ordering::AcqRel);
+                if outbox || webhooks || sessions {
+                    let raised = Raised { outbox, webhooks, sessions };
+                    if let Err(e) = send(&pool, &channels, raised).await {
                         tracing::warn!(error = %e, "sending a wake-up failed; other nodes notice the work at their poll");
                     }
                     tokio::time::sleep(NOTIFY_PAUSE).await;
@@ -201,6 +213,7 @@ impl Notifier {
         let flag = match wake {
             Wake::Outbox => &self.outbox,
             Wake::Webhooks => &self.webhooks,
+            Wake::Sessions => &self.sessions,
         };
         if !flag.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.signal.notify_one();
@@ -208,14 +221,24 @@ impl Notifier {
     }
 }
 
-async fn send(pool: &deadpool_postgres::Pool, channels: &Channels, outbox: bool, webhooks: bool) -> Result<()> {
+/// The wake-ups one notification round sends.
+#[derive(Clone, Copy)]
+struct Raised {
+    outbox: bool,
+    webhooks: bool,
+    sessions: bool,
+}
+
+async fn send(pool: &deadpool_postgres::Pool, channels: &Channels, raised: Raised) -> Result<()> {
     let conn = pool.get().await.map_err(|e| Error::temporary(format!("no connection for a wake-up: {e}")))?;
     let stmt = conn.prepare_cached("SELECT pg_notify($1, '')").await.map_err(super::db_err)?;
-    if outbox {
-        conn.execute(&stmt, &[&channels.outbox]).await.map_err(super::db_err)?;
-    }
-    if webhooks {
-        conn.execute(&stmt, &[&channels.webhooks]).await.map_err(super::db_err)?;
+    let rounds = [
+        (raised.outbox, &channels.outbox),
+        (raised.webhooks, &channels.webhooks),
+        (raised.sessions, &channels.sessions),
+    ];
+    for (_, channel) in rounds.into_iter().filter(|(raised, _)| *raised) {
+        conn.execute(&stmt, &[channel]).await.map_err(super::db_err)?;
     }
     Ok(())
 }

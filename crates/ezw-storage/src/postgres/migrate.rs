@@ -6,7 +6,10 @@ use ezw_core::{Error, Result};
 use super::{db_err, Db};
 
 /// Every migration, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "sessions", include_str!("migrations/0002_sessions.sql")),
+];
 
 /// Creates the schema if missing and applies the migrations it does not have yet, each in its
 /// own transaction, holding a session advisory lock keyed by the schema name.

@@ -25,6 +25,7 @@ mod media;
 mod migrate;
 mod outbox;
 mod rows;
+mod session;
 mod store;
 mod webhooks;
 mod workspace;
@@ -147,8 +148,8 @@ impl PgStore {
         Ok(Self { db, listener, _notifier_task: notifier_task })
     }
 
-    /// Cross-node wake-ups: fires when any node (this one included) queues outbox work or
-    /// webhook deliveries. Hand it to `EzwBuilder::wake_source`.
+    /// Cross-node wake-ups: fires when any node (this one included) queues outbox work,
+    /// webhook deliveries or a QR line's pairing request. Hand it to `EzwBuilder::wake_source`.
     #[must_use]
     pub fn wake_source(&self) -> PgWakeSource {
         self.listener.wake_source()

@@ -2,8 +2,8 @@
 
 use ezw_core::ids::{ConversationId, LineId, LineTokenId, MessageId, OrganizationId, UserId};
 use ezw_core::model::{
-    AuditEvent, BillingState, EffectiveSendState, LifecycleState, Line, LinePermission, LineTokenRecord, MessageStatus,
-    WebhookEventKind,
+    AuditEvent, BillingState, EffectiveSendState, LifecycleState, Line, LinePermission, LineTokenRecord,
+    LineTransition, MessageStatus, WebhookEventKind,
 };
 use ezw_core::ports::{
     ArchivedLine, CreateLine, CreateLineOutcome, LineAccessContext, LineContext, LineTokenMatch, MessageChange,
@@ -13,6 +13,7 @@ use ezw_core::{Error, Result, Timestamp};
 use rusqlite::{params, Connection, Row};
 
 use super::rows::{self, LINE_COLUMNS, LINE_COLUMN_COUNT};
+use super::session::record_transition;
 use super::webhooks::{emit, emit_status, record_audit};
 use super::{db_err, is_unique_violation, optional};
 
@@ -105,13 +106,23 @@ pub(super) fn set_line_state(
     .map_err(db_err)?;
     let line = get_line(conn, Some(org), id)?;
     if let Some(now) = &line {
+        if now.lifecycle_state != before.line.lifecycle_state {
+            let t = LineTransition {
+                from: before.line.lifecycle_state,
+                to: now.lifecycle_state,
+                trigger: "provider_report".into(),
+                reason: reason.map(str::to_owned),
+                at,
+            };
+            record_transition(conn, org, id, &t)?;
+        }
         emit_state_change(conn, &before, now, at)?;
     }
     Ok(line)
 }
 
 /// `channel.patch` when the line's lifecycle state differs from `before`'s.
-fn emit_state_change(conn: &Connection, before: &LineContext, now: &Line, at: Timestamp) -> Result<()> {
+pub(super) fn emit_state_change(conn: &Connection, before: &LineContext, now: &Line, at: Timestamp) -> Result<()> {
     if now.lifecycle_state == before.line.lifecycle_state {
         return Ok(());
     }
@@ -255,6 +266,14 @@ pub(super) fn archive_line(
     .and_then(|mut s| s.execute(params![id.as_str(), org.as_str(), at.unix_ms()]))
     .map_err(db_err)?;
     let line = get_line(conn, Some(org), id)?.ok_or_else(|| Error::internal("archived line vanished"))?;
+    let t = LineTransition {
+        from: before.line.lifecycle_state,
+        to: LifecycleState::Archived,
+        trigger: "archived".into(),
+        reason: None,
+        at,
+    };
+    record_transition(conn, org, id, &t)?;
     emit_state_change(conn, &before, &line, at)?;
     // Jobs whose provider call has started are left to finish; every other job fails now.
     let jobs: Vec<(String, String)> = conn

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "access", include_str!("migrations/0006_access.sql")),
     (7, "workspace", include_str!("migrations/0007_workspace.sql")),
     (8, "cluster", include_str!("migrations/0008_cluster.sql")),
+    (9, "sessions", include_str!("migrations/0009_sessions.sql")),
 ];
 
 /// Applies the migrations the database does not have yet, each in its own transaction.

@@ -12,6 +12,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod rows;
+mod session;
 mod store;
 mod webhooks;
 mod workspace;

@@ -63,7 +63,7 @@ pub(super) fn outbound(kind: MessageKind, content: MessageContent) -> OutboundMe
 fn provider_is_object_safe_and_declares_capabilities() {
     let p: std::sync::Arc<dyn LineProvider> = std::sync::Arc::new(provider());
     assert_eq!(p.kind(), ProviderKind::Meta);
-    assert_eq!(p.initial_state(), LifecycleState::Connected);
+    assert_eq!(p.initial_state(&serde_json::json!({})), LifecycleState::Connected);
     let c = p.capabilities();
     assert!(c.text && c.media_url && c.cta_url_button && c.templates && c.status_events);
     assert!(!c.qr_pairing && !c.deduplicates_sends);
