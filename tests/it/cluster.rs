@@ -322,3 +322,101 @@ async fn a_qr_line_session_runs_on_one_node_and_moves_when_its_node_goes() {
     assert_eq!(store_b.get_session_lease(&line.id).await.expect("lease").expect("held").holder, "node-a");
     assert!(workers_a2.shutdown(Duration::from_secs(5)).await);
 }
+
+/// A runtime on `store` with a QR-capable simulator, woken by the other nodes through the store.
+fn qr_node(store: Arc<PgStore>, name: &str) -> (Ezw, ezw::providers::sim::SimProvider) {
+    let clock: Arc<dyn Clock> = Arc::new(ezw::SystemClock);
+    let mut config = EzwConfig::default();
+    config.node_id = name.into();
+    config.session_lease = Duration::from_secs(30);
+    let builder =
+        Ezw::builder(store.clone()).clock(clock.clone()).config(config).wake_source(Arc::new(store.wake_source()));
+    let sim = ezw::providers::sim::SimProvider::new(clock, builder.event_sink());
+    let ezw = builder.provider(Arc::new(sim.clone())).signing_key(&key()).build().expect("runtime");
+    (ezw, sim)
+}
+
+/// A pairing requested through node B is started by node A, which holds the line's session: B's
+/// request wakes A through the database (A's next round is 10 s away, so only the wake-up explains
+/// a code within seconds), the code A's simulator shows is what B serves, and scanning it on A
+/// connects the line for both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_requested_on_one_node_is_shown_by_the_node_holding_the_session() {
+    use ezw::model::{PairingMethod, PairingStatus};
+    let schema = TestSchema::new("pairing");
+    let (store_a, store_b) = (Arc::new(schema.store().await), Arc::new(schema.store().await));
+    let (a, sim_a) = qr_node(store_a.clone(), "node-a");
+    let (b, sim_b) = qr_node(store_b.clone(), "node-b");
+    let (org, owner) = a
+        .orgs()
+        .create_organization(ezw::service::NewOrganization {
+            name: "Cluster QR".into(),
+            slug: Some(format!("cluster-qr-{}", rand::random::<u32>())),
+            owner_email: format!("owner-{}@cluster.example", rand::random::<u32>()),
+            owner_name: "Owner".into(),
+            owner_password: ezw::Secret::new("correct horse battery staple".to_owned()),
+            billing_state: BillingState::Active,
+            line_slots: 5,
+        })
+        .await
+        .expect("organization");
+    let on_a = a.auth().member_principal(&org.id, &owner.id).await.expect("principal on A");
+    let on_b = b.auth().member_principal(&org.id, &owner.id).await.expect("principal on B");
+
+    let workers_a = a.start().expect("node A");
+    let line = a
+        .lines()
+        .create_line(
+            &on_a,
+            ezw::service::NewLine {
+                display_name: "QR".into(),
+                phone_number: "+15550170100".into(),
+                provider_kind: ProviderKind::Simulator,
+                provider_config: serde_json::json!({ "pairing": "qr" }),
+                pacing: None,
+            },
+        )
+        .await
+        .expect("QR line");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        if let Some(code) = sim_a.current_code(&line.id) {
+            break code;
+        }
+        assert!(std::time::Instant::now() < deadline, "node A did not start the new line's first pairing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(store_b.get_session_lease(&line.id).await.expect("lease").expect("held").holder, "node-a");
+    let workers_b = b.start().expect("node B");
+
+    // Node B asks for a new pairing; node A shows its code, and B serves that code.
+    let requested =
+        b.lines().request_pairing(&on_b, &line.id, PairingMethod::Qr, Some("re-pair-1")).await.expect("request on B");
+    assert_eq!(requested.pairing.status, PairingStatus::Requested);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let served = loop {
+        match b.lines().current_code(&on_b, &line.id).await {
+            Ok(p) if p.id == requested.pairing.id => break p,
+            Ok(_) => {}
+            Err(e) => assert!(matches!(e.code(), "qr_pending"), "{e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "node A did not pick up node B's pairing request in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let code = served.qr_code.clone().expect("a QR code");
+    assert_ne!(code, first, "a new pairing shows a new code");
+    assert_eq!(sim_a.current_code(&line.id).as_deref(), Some(code.as_str()), "node A's session shows it");
+    assert_eq!(sim_b.current_code(&line.id), None, "node B runs no session of the line");
+
+    sim_a.scan(&line.id, &code).expect("scan on the node holding the session");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.lines().get(&on_b, &line.id).await.expect("line").lifecycle_state != LifecycleState::Connected {
+        assert!(std::time::Instant::now() < deadline, "the line did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let history = b.lines().transitions(&on_b, &line.id, None, 10).await.expect("history");
+    let triggers: Vec<&str> = history.iter().rev().map(|t| t.transition.trigger.as_str()).collect();
+    assert_eq!(triggers, ["pairing_requested", "paired"], "recorded once, by the holder");
+    assert!(workers_b.shutdown(Duration::from_secs(5)).await);
+    assert!(workers_a.shutdown(Duration::from_secs(5)).await);
+}

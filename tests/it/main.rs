@@ -20,6 +20,7 @@ mod prism;
 mod qr;
 mod scoping;
 mod twilio_e2e;
+mod waha_e2e;
 mod webhook_verifier;
 mod webhooks;
 mod workspace_sends;
