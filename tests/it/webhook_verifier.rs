@@ -2,7 +2,7 @@
 //! `standardwebhooks`), as a customer's Node receiver would check them: `tests/webhook-verifier/`
 //! is that receiver. `.ci/run` installs and starts it and runs this with `--ignored`; locally:
 //! `npm ci --prefix tests/webhook-verifier && PORT=17120 node tests/webhook-verifier/receiver.mjs`,
-//! then `EZW_WEBHOOK_VERIFIER_URL=http://127.0.0.1:17120 cargo test --all-features --test it
+//! then `EZW_WEBHOOK_VERIFIER_URL=http://127.0.0.1:17120 cargo test --features http --test it
 //! webhook_verifier -- --ignored --nocapture`.
 //!
 //! The library checks `webhook-timestamp` against the real wall clock (5 minutes' tolerance), so
