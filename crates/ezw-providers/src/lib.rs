@@ -35,5 +35,7 @@ pub mod web_native;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
 
+#[cfg(any(feature = "meta", feature = "twilio", feature = "waha", feature = "web-session-native"))]
+mod body;
 #[cfg(test)]
 pub(crate) mod mock;

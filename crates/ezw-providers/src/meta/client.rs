@@ -14,6 +14,7 @@ use super::wire::{
     PhoneNumberStatus, SendContext, SendPayload, SendRequest, SendResponse, TemplateLanguage, TemplateObject,
     TextObject,
 };
+use crate::body::read_limited;
 
 /// The largest media EZW downloads (WhatsApp's own limit for documents is 100 MB).
 pub(crate) const MAX_MEDIA_BYTES: u64 = 100 * 1024 * 1024;
@@ -112,7 +113,7 @@ impl Client<'_> {
             return Err(self.error_from(response).await);
         }
         let header_type = header_str(response.headers(), CONTENT_TYPE.as_str());
-        let bytes = read_limited(response, MAX_MEDIA_BYTES, too_large).await?;
+        let bytes = read_limited(response, MAX_MEDIA_BYTES, too_large, transport_error).await?;
         let content_type = meta
             .mime_type
             .filter(|m| !m.is_empty())
@@ -128,17 +129,15 @@ impl Client<'_> {
         if !response.status().is_success() {
             return Err(self.error_from(response).await);
         }
-        read_limited(response, MAX_JSON_BYTES, || {
-            permanent("response_too_large", "Meta's answer was larger than any documented response")
-        })
-        .await
+        let too_large = || permanent("response_too_large", "Meta's answer was larger than any documented response");
+        read_limited(response, MAX_JSON_BYTES, too_large, transport_error).await
     }
 
     async fn error_from(&self, response: reqwest::Response) -> ProviderError {
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         // Error bodies are small; a huge or broken one is classified by its status alone.
-        let body = read_limited(response, MAX_JSON_BYTES, too_large).await.unwrap_or_default();
+        let body = read_limited(response, MAX_JSON_BYTES, too_large, transport_error).await.unwrap_or_default();
         let mut error = parse_error(status, retry_after, &body);
         let token = self.config.access_token.expose();
         if !token.is_empty() && error.message.contains(token) {
@@ -354,25 +353,6 @@ pub(crate) fn transport_error(e: reqwest::Error) -> ProviderError {
     } else {
         ProviderError::new(ProviderErrorKind::Ambiguous, "transport_error", format!("the Meta call failed: {e}"))
     }
-}
-
-/// Reads a body of at most `limit` bytes; `exceeded` is the error for a larger one.
-async fn read_limited(
-    mut response: reqwest::Response,
-    limit: u64,
-    exceeded: impl Fn() -> ProviderError,
-) -> Result<Vec<u8>, ProviderError> {
-    if response.content_length().is_some_and(|n| n > limit) {
-        return Err(exceeded());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if (bytes.len() + chunk.len()) as u64 > limit {
-            return Err(exceeded());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ezw_core::model::{LifecycleState, MessageContent, MessageKind};
 use ezw_core::ports::{OutboundMessage, ProviderError, ProviderErrorKind};
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use reqwest::Response;
 
 use super::config::TwilioConfig;
@@ -228,26 +228,12 @@ impl<'a> Client<'a> {
                 "media URLs must be on https://*.twilio.com or the line's apiBaseUrl",
             ));
         }
-        let mut response = self.authed(self.http.get(media_url)).send().await.map_err(|e| transport_error(&e, true))?;
+        let response = self.authed(self.http.get(media_url)).send().await.map_err(|e| transport_error(&e, true))?;
         if !response.status().is_success() {
             return Err(error_from(response).await);
         }
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .filter(|s| !s.is_empty());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e, true))? {
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let content_type = crate::body::content_type(&response);
+        let bytes = crate::body::read_limited(response, limit, too_large, |e| transport_error(&e, true)).await?;
         Ok((bytes, content_type))
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ezw_core::model::{LifecycleState, MediaKind, MessageKind};
 use ezw_core::ports::{OutboundMessage, ProviderError, ProviderErrorKind};
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -328,23 +328,9 @@ impl<'a> Client<'a> {
                 "media URLs must be on the line's WAHA baseUrl",
             ));
         }
-        let mut response = self.call(self.http.get(media_url), true).await?;
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .filter(|s| !s.is_empty());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e, true))? {
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let response = self.call(self.http.get(media_url), true).await?;
+        let content_type = crate::body::content_type(&response);
+        let bytes = crate::body::read_limited(response, limit, too_large, |e| transport_error(&e, true)).await?;
         Ok((bytes, content_type))
     }
 }

@@ -124,7 +124,7 @@ pub(crate) async fn fetch_url(url: &str, allow_private: bool) -> Result<(Vec<u8>
         .resolve(&lookup_host, addr)
         .build()
         .map_err(|e| fetch_error(ProviderErrorKind::Retryable, "media_fetch_failed", e.to_string()))?;
-    let mut response = client.get(parsed).send().await.map_err(|e| {
+    let response = client.get(parsed).send().await.map_err(|e| {
         fetch_error(ProviderErrorKind::Retryable, "media_fetch_failed", format!("fetching the media: {e}"))
     })?;
     let status = response.status();
@@ -142,18 +142,8 @@ pub(crate) async fn fetch_url(url: &str, allow_private: bool) -> Result<(Vec<u8>
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
     let too_large = || fetch_error(ProviderErrorKind::Permanent, "media_too_large", "the media is larger than 16 MB");
-    if response.content_length().is_some_and(|n| n > MAX_MEDIA_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        fetch_error(ProviderErrorKind::Retryable, "media_fetch_failed", format!("reading the media: {e}"))
-    })? {
-        if bytes.len() + chunk.len() > MAX_MEDIA_BYTES {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let failed = |e| fetch_error(ProviderErrorKind::Retryable, "media_fetch_failed", format!("reading the media: {e}"));
+    let bytes = crate::body::read_limited(response, MAX_MEDIA_BYTES as u64, too_large, failed).await?;
     Ok((bytes, content_type))
 }
 
